@@ -1,0 +1,36 @@
+"""rftgym: reinforcement fine-tuning of language models as Gymnasium bandits.
+
+``import rftgym`` is light: it registers the built-in env ids with Gymnasium (string entry
+points) and nothing heavier; torch and transformers load when training starts.
+"""
+__version__ = "0.1.0"
+
+from .plugins.hookspecs import hookimpl  # noqa: E402
+from .api import (  # noqa: E402
+    get_algorithm,
+    get_reward,
+    load_plugins,
+    make,
+    make_vec,
+    register_algorithm,
+    register_reward,
+)
+from .plugins.manager import get_manager as _get_manager  # noqa: E402
+
+
+def train(config):
+    """Run training in-process; ``config`` is a RunConfig, a dict or a YAML path.
+
+    Returns a :class:`rftgym.runner.trainer.TrainResult` (run directory and final metrics).
+    """
+    from .runner.trainer import train as _train
+
+    return _train(config)
+
+
+_get_manager().load_builtins()
+
+__all__ = [
+    "__version__", "hookimpl", "get_reward", "get_algorithm", "register_reward", "register_algorithm",
+    "load_plugins", "make", "make_vec", "train",
+]

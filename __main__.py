@@ -1,0 +1,3 @@
+from rftgym.cli import main
+
+raise SystemExit(main())

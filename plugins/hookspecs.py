@@ -1,0 +1,45 @@
+"""The three hooks a plugin may implement. Each receives a ``register`` callback.
+
+A plugin is any module or object with functions marked ``@rftgym.hookimpl``::
+
+    import rftgym
+
+    @rftgym.hookimpl
+    def rftgym_register_rewards(register):
+        register("shout", lambda prompts, completions, **kw: [float(c.isupper()) for c in completions])
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+PROJECT = "rftgym"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def rftgym_register_rewards(register: Callable[..., Any]) -> None:
+    """Register rewards: ``register(name, fn_or_class)``.
+
+    A function is called as ``fn(prompts=[...], completions=[...], **columns)`` and returns
+    one ``float | None`` per completion (TRL's reward signature). A class is instantiated with
+    the reward's options (``get_reward(name, **options)``); its instances are called the same
+    way and may define ``setup()`` (called lazily before the first call) and ``close()``.
+    """
+
+
+@hookspec
+def rftgym_register_algorithms(register: Callable[..., Any]) -> None:
+    """Register algorithms: ``register(name, cls)`` with ``cls`` a subclass of
+    :class:`rftgym.algos.base.Algorithm` (its ``Config`` dataclass holds the hyper-parameters)."""
+
+
+@hookspec
+def rftgym_register_envs(register: Callable[..., Any]) -> None:
+    """Register Gymnasium env ids: ``register(id, entry_point=..., vector_entry_point=..., kwargs=...)``.
+
+    The arguments are those of :func:`gymnasium.register`; use string entry points
+    (``"pkg.module:Class"``) so registration stays cheap. Do not pass ``max_episode_steps``.
+    """

@@ -1,0 +1,111 @@
+"""The reward protocol (TRL's signature) and the ready-to-call wrapper ``get_reward`` returns.
+
+A reward is called with keyword arguments, exactly as TRL's ``GRPOTrainer`` calls it::
+
+    fn(prompts=[...], completions=[...], **columns) -> list[float | None]
+
+``columns`` are the dataset's other columns, one value per completion; the gold answer is
+always the column ``answer``. ``None`` means "not applicable" for that sample.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+
+@runtime_checkable
+class RewardFn(Protocol):
+    """Anything callable as ``fn(prompts=..., completions=..., **columns) -> list[float | None]``."""
+
+    def __call__(self, *, prompts: Sequence[str], completions: Sequence[str], **columns: Any) -> list[float | None]: ...
+
+
+class Reward:
+    """A named, ready reward: lazy set-up, positional or keyword calls, ``close()``.
+
+    ``target`` is either a function (options are bound as keyword arguments) or a class
+    (instantiated with the options on first use; its ``setup()`` is then called if present).
+    """
+
+    def __init__(self, name: str, target: Any, options: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self.__name__ = name  # TRL logs rewards by __name__
+        self.options = dict(options or {})
+        self._target = target
+        self._impl: Callable[..., Any] | None = None
+        self._lock = threading.Lock()
+        if inspect.isclass(target):
+            _check_options(name, target.__init__, self.options, skip_first=True)
+        elif callable(target):
+            _check_options(name, target, self.options, skip_first=False)
+        else:
+            from ..errors import RftgymError
+
+            raise RftgymError(f"reward {name!r} is not callable (got {type(target).__name__})")
+
+    @property
+    def impl(self) -> Callable[..., Any]:
+        """The underlying callable, set up on first access."""
+        if self._impl is None:
+            with self._lock:
+                if self._impl is None:
+                    if inspect.isclass(self._target):
+                        impl = self._target(**self.options)
+                        if hasattr(impl, "setup"):
+                            impl.setup()
+                    else:
+                        impl = functools.partial(self._target, **self.options) if self.options else self._target
+                    self._impl = impl
+        return self._impl
+
+    def __call__(self, prompts: Sequence[str] | None = None, completions: Sequence[str] | None = None,
+                 **columns: Any) -> list[float | None]:
+        if completions is None:
+            from ..errors import RftgymError
+
+            raise RftgymError(f"reward {self.name!r} needs completions=[...]")
+        if prompts is None:
+            prompts = [""] * len(completions)
+        return self.impl(prompts=list(prompts), completions=list(completions), **columns)
+
+    def close(self) -> None:
+        """Release resources (worker pools, models); the reward can be used again afterwards."""
+        with self._lock:
+            impl, self._impl = self._impl, None
+        if impl is not None and hasattr(impl, "close"):
+            impl.close()
+
+    def __getattr__(self, item: str) -> Any:
+        # Expose the implementation's extras (e.g. a reward model's ``update_stats``) without
+        # forcing set-up for dunder/private look-ups made by copy/pickle.
+        if item.startswith("_"):
+            raise AttributeError(item)
+        return getattr(self.impl, item)
+
+    def __repr__(self) -> str:
+        return f"Reward({self.name!r}, options={self.options!r})"
+
+
+def _check_options(name: str, fn: Callable[..., Any], options: dict[str, Any], skip_first: bool) -> None:
+    """Reject an unknown option now, naming it and the accepted ones, instead of at first call."""
+    if not options:
+        return
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return
+    if skip_first and params:
+        params = params[1:]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and p.name not in {"prompts", "completions"}]
+    for key in options:
+        if key not in accepted:
+            from ..errors import ConfigError, closest
+
+            hint = closest(key, accepted)
+            did = f"; did you mean {hint!r}?" if hint else ""
+            raise ConfigError(f"reward {name!r} has no option {key!r}{did} accepted: {', '.join(accepted) or '(none)'}")

@@ -1,0 +1,9 @@
+"""The rewards rftgym ships, as lazy references (registered by the built-in plugin)."""
+
+BUILTIN_REWARDS: dict[str, str] = {
+    "math": "rftgym.rewards.math:MathReward",
+    "exact_match": "rftgym.rewards.format:ExactMatchReward",
+    "format": "rftgym.rewards.format:FormatReward",
+    "length": "rftgym.rewards.format:LengthReward",
+    "reward_model": "rftgym.rewards.reward_model:RewardModelReward",
+}
