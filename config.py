@@ -312,6 +312,9 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         raise ConfigError(f"config section {prefix or '(top level)'!r} must be a mapping, got {data!r}")
     fields = _fields(cls)
     kwargs: dict[str, Any] = {}
+    if cls is RunConfig and "algo" not in data:
+        # The chosen algorithm's own Config supplies the defaults (e.g. GRPO's group_size).
+        data = {**data, "algo": {}}
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else str(key)
         if key not in fields:
@@ -336,6 +339,10 @@ def algo_config_from_dict(data: Any, prefix: str = "algo") -> AlgoConfig:
 
     cls = get_algorithm(name)
     config_cls = getattr(cls, "Config", AlgoConfig)
+    if not (isinstance(config_cls, type) and dataclasses.is_dataclass(config_cls) and issubclass(config_cls, AlgoConfig)):
+        from .errors import PluginError
+
+        raise PluginError(f"algorithm {name!r}: its Config must be a dataclass subclassing rftgym.config.AlgoConfig")
     config = from_dict(config_cls, {**data, "name": name}, prefix)
     return config
 
@@ -366,31 +373,51 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
-    """Set ``data[path[0]][path[1]]... = value``; list items by index (``rewards.0.weight``)."""
+def apply_override(data: dict[str, Any], path: list[str], value: Any, defaults: Any = None) -> None:
+    """Set ``data[path[0]][path[1]]... = value``; list items by index (``rewards.0.weight``).
+
+    ``defaults`` is the default tree (``to_dict(RunConfig())``): a list or mapping missing from
+    ``data`` starts as its default, so ``rewards.0.weight=0.5`` edits the default reward and
+    ``env.eval_kwargs.digits=3`` keeps the default ``split: test``. Index ``len(list)`` appends.
+    """
     node: Any = data
+    default: Any = defaults
     for i, part in enumerate(path[:-1]):
         if isinstance(node, list):
-            node = node[_index(part, node, path[: i + 1])]
+            idx = _index(part, node, path, allow_append=True)
+            if idx == len(node):
+                node.append({})
+            node = node[idx]
+            default = None  # list items have no per-index defaults beyond their dataclass
             continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"config key {'.'.join(path)!r}: {'.'.join(path[:i])!r} is a value, not a section")
+        default = default.get(part) if isinstance(default, dict) else None
         nxt = node.get(part)
         if nxt is None:
-            nxt = node[part] = {}
+            nxt = node[part] = _deep_copy(default) if isinstance(default, (dict, list)) else {}
         node = nxt
     last = path[-1]
     if isinstance(node, list):
-        node[_index(last, node, path)] = value
-    else:
+        idx = _index(last, node, path, allow_append=True)
+        if idx == len(node):
+            node.append(value)
+        else:
+            node[idx] = value
+    elif isinstance(node, dict):
         node[last] = value
+    else:
+        raise ConfigError(f"config key {'.'.join(path)!r}: {'.'.join(path[:-1])!r} is a value, not a section")
 
 
-def _index(part: str, node: list, path: list[str]) -> int:
+def _index(part: str, node: list, path: list[str], allow_append: bool = False) -> int:
     try:
         idx = int(part)
-        node[idx]
+    except ValueError:
+        idx = -1
+    if 0 <= idx < len(node) + (1 if allow_append else 0):
         return idx
-    except (ValueError, IndexError):
-        raise ConfigError(f"config key {'.'.join(path)!r}: {part!r} is not an index of a list of {len(node)}") from None
+    raise ConfigError(f"config key {'.'.join(path)!r}: {part!r} is not an index of a list of {len(node)}")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -425,14 +452,31 @@ def build_config(base: RunConfig | dict[str, Any] | str | Path | None = None,
     else:
         data = dict(base or {})
     data = _deep_copy(data)
+    defaults = to_dict(RunConfig())
+    defaults.pop("algo")  # an algorithm's defaults depend on its name; its Config supplies them
     for key, value in (values or {}).items():
-        apply_override(data, key.split("."), value)
+        apply_override(data, key.split("."), value, defaults)
     for text in overrides or []:
         path, value = parse_override(text)
-        apply_override(data, path, value)
+        apply_override(data, path, value, defaults)
+    if data.get("plugins"):
+        # The config's own plugins may provide the algorithm, rewards or env it names.
+        from .api import load_plugins
+
+        load_plugins(_coerce(data["plugins"], list[str], "plugins"))
     config = from_dict(RunConfig, data)
     config.validate()
+    check_names(config)
     return config
+
+
+def check_names(config: RunConfig) -> None:
+    """Fail now, before any model loads, on an unknown reward name/option or env id."""
+    from .api import _ensure_env, get_reward
+
+    for reward in config.rewards:
+        get_reward(reward.name, **reward.options)  # checks the name and the option names; sets nothing up
+    _ensure_env(config.env.id)
 
 
 def _deep_copy(data: Any) -> Any:

@@ -1,0 +1,67 @@
+"""Device, precision, threads and seeding."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from ..errors import RftgymError
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → CUDA (this rank's GPU) when present, else CPU; explicit names are checked."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RftgymError(f"device {name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RftgymError(f"device {name!r} was requested but CUDA is not available here; use --device cpu")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{local_rank}")
+    return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA by default; fp32 on CPU unless ``bf16`` is asked for."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def configure_threads(threads: int, world_size: int = 1) -> int:
+    """One torch thread per available core, split between the ranks on this machine."""
+    if threads <= 0:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:
+            cores = os.cpu_count() or 1
+        threads = max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", world_size))))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Python, numpy and torch RNG states (for exact resume)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

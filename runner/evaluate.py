@@ -1,0 +1,65 @@
+"""Held-out evaluation: greedy pass@1 (``eval/accuracy``) and mean reward (``eval/reward``)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .policy import Policy
+
+
+def evaluate(policy: Policy, env, num_prompts: int, max_new_tokens: int, seed: int = 0) -> dict[str, float]:
+    """Greedy completions for the first ``num_prompts`` held-out prompts of ``env`` (sequential order).
+
+    ``eval/accuracy`` is the fraction the env's answer check accepts; an env without one
+    reports ``eval/reward`` only.
+    """
+    obs, _ = env.reset(seed=seed)
+    rewards: list[float] = []
+    correct: list[bool] = []
+    lengths: list[int] = []
+    has_check = True
+    batches = math.ceil(num_prompts / env.num_envs)
+    for _ in range(batches):
+        prompts = list(obs)
+        samples = policy.sample(prompts, group_size=1, max_new_tokens=max_new_tokens, greedy=True)
+        obs, reward, _, _, info = env.step(samples.texts)
+        take = min(len(prompts), num_prompts - len(rewards))
+        rewards.extend(np.asarray(reward, dtype=float)[:take].tolist())
+        lengths.extend(samples.completion_mask.sum(-1)[:take].tolist())
+        checked = info.get("scored", {}).get("correct")
+        if checked is None:
+            has_check = False
+        else:
+            correct.extend(np.asarray(checked, dtype=bool)[:take].tolist())
+    metrics = {"eval/reward": float(np.mean(rewards)), "eval/num_prompts": len(rewards),
+               "eval/completion_length": float(np.mean(lengths))}
+    if has_check:
+        metrics["eval/accuracy"] = float(np.mean(correct))
+    return metrics
+
+
+def evaluate_model(model: str, env_id: str, rewards: list[dict[str, Any]], num_prompts: int = 200,
+                   max_new_tokens: int = 8, split: str = "test", env_kwargs: dict[str, Any] | None = None,
+                   device: str = "auto") -> dict[str, Any]:
+    """``rftgym eval``: load ``model`` and evaluate it on ``env_id``'s held-out split."""
+    from ..api import make_vec
+    from ..config import ModelConfig
+    from ..rewards.pipeline import RewardPipeline
+    from .device import configure_threads, resolve_device
+    from .models import load_policy
+
+    configure_threads(0)
+    dev = resolve_device(device)
+    net, tokenizer = load_policy(ModelConfig(name_or_path=model))
+    policy = Policy(net.to(dev), tokenizer, dev)
+    pipeline = RewardPipeline(rewards)
+    env = make_vec(env_id, num_envs=min(256, num_prompts), group_size=1, reward=pipeline, split=split,
+                   order="sequential", **(env_kwargs or {}))
+    try:
+        metrics = evaluate(policy, env, num_prompts, max_new_tokens)
+    finally:
+        env.close()
+        pipeline.close()
+    return {"model": model, "env": env_id, "split": split, **metrics}

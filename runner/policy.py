@@ -1,0 +1,228 @@
+"""The policy: a causal LM and its tokenizer; sampling and per-token log-probs.
+
+Knows nothing about rewards or algorithms. Sampling is a KV-cache loop that
+(1) runs each distinct prompt's prefill once and shares it across its G completions, and
+(2) drops finished rows from the batch (and the cache) so no decode compute is spent on them.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Samples:
+    """Sampled completions for ``len(prompts) * group_size`` rows, groups contiguous."""
+
+    prompt_ids: torch.Tensor       # [N, P] left-padded
+    prompt_mask: torch.Tensor      # [N, P]
+    completion_ids: torch.Tensor   # [N, T] right-padded with pad_token_id
+    completion_mask: torch.Tensor  # [N, T] 1 on generated tokens incl. EOS
+    logp: torch.Tensor             # [N, T] sampling log-probs (logits / temperature), 0 on padding
+    texts: list[str]               # N decoded completions (without EOS/pad)
+
+
+def _cache_kwarg(model: torch.nn.Module) -> str:
+    """transformers 5 names the KV-cache argument ``cache``; older releases ``past_key_values``."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _position_ids(mask: torch.Tensor) -> torch.Tensor:
+    # Left padding: real tokens start at position 0 whatever the pad length.
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Top-k then nucleus filtering of ``[n, V]`` logits (masked entries set to -inf)."""
+    if top_k > 0 and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        remove = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the token that crosses top_p
+        remove_unsorted = torch.zeros_like(remove).scatter(-1, order, remove)
+        logits = logits.masked_fill(remove_unsorted, float("-inf"))
+    return logits
+
+
+class Policy:
+    """A causal LM plus tokenizer on a device, with sampling and log-prob helpers."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, device: torch.device | str = "cpu",
+                 autocast_dtype: torch.dtype | None = None, chat_template: bool = False,
+                 system_prompt: str | None = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.autocast_dtype = autocast_dtype
+        self.chat_template = chat_template
+        self.system_prompt = system_prompt
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+        self.pad_id = int(tokenizer.pad_token_id)
+        self.eos_ids = self._eos_ids()
+        self._cache_arg = _cache_kwarg(self._unwrapped)
+        self._prompt_cache: dict[str, list[int]] = {}
+
+    @property
+    def _unwrapped(self) -> torch.nn.Module:
+        return getattr(self.model, "module", self.model)
+
+    def _eos_ids(self) -> list[int]:
+        ids = set()
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        gen = getattr(self._unwrapped, "generation_config", None)
+        eos = getattr(gen, "eos_token_id", None)
+        if isinstance(eos, int):
+            ids.add(eos)
+        elif isinstance(eos, (list, tuple)):
+            ids.update(int(e) for e in eos)
+        return sorted(ids)
+
+    def autocast(self):
+        """bf16 autocast where configured (CUDA by default), a no-op context otherwise."""
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    # -- tokenisation ---------------------------------------------------------------------------
+    def format_prompt(self, prompt: str) -> str:
+        """Apply the tokenizer's chat template when asked (the env's prompt is the user turn)."""
+        if not self.chat_template:
+            return prompt
+        messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
+        messages.append({"role": "user", "content": prompt})
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def encode_prompts(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ``[B, P]`` ids and mask; token ids are cached per prompt string."""
+        rows = []
+        for prompt in prompts:
+            ids = self._prompt_cache.get(prompt)
+            if ids is None:
+                ids = self.tokenizer(self.format_prompt(prompt), add_special_tokens=not self.chat_template)["input_ids"]
+                if not ids:
+                    raise ValueError(f"prompt {prompt[:40]!r} tokenizes to nothing")
+                if len(self._prompt_cache) > 100_000:
+                    self._prompt_cache.clear()
+                self._prompt_cache[prompt] = ids
+            rows.append(ids)
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def decode(self, completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> list[str]:
+        """Completion texts without EOS and padding."""
+        eos = set(self.eos_ids)
+        out = []
+        for ids, mask in zip(completion_ids.tolist(), completion_mask.tolist()):
+            toks = [t for t, m in zip(ids, mask) if m and t not in eos]
+            out.append(self.tokenizer.decode(toks, skip_special_tokens=True))
+        return out
+
+    # -- sampling -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, prompts: Sequence[str], group_size: int = 1, max_new_tokens: int = 16,
+               temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
+               generator: torch.Generator | None = None) -> Samples:
+        """Sample ``group_size`` completions for each of ``prompts`` (rows ``i*G … i*G+G-1``)."""
+        model = self._unwrapped
+        was_training = model.training
+        model.eval()
+        try:
+            with self.autocast():
+                return self._sample(model, prompts, group_size, max_new_tokens, temperature, top_p, top_k,
+                                    greedy, generator)
+        finally:
+            model.train(was_training)
+
+    def _sample(self, model, prompts, G, max_new_tokens, temperature, top_p, top_k, greedy, generator) -> Samples:
+        prompt_ids, prompt_mask = self.encode_prompts(prompts)  # [B, P]
+        B, P = prompt_ids.shape
+        N = B * G
+        out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=_position_ids(prompt_mask),
+                    use_cache=True, logits_to_keep=1)
+        cache = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
+        logits = out.logits[:, -1].float()                      # [B, V]
+        if G > 1:  # the prompt's prefill is shared by its G completions
+            cache.batch_repeat_interleave(G)
+            logits = logits.repeat_interleave(G, 0)             # [N, V]
+        attn = prompt_mask.repeat_interleave(G, 0)              # [n_active, P + t]
+        next_pos = prompt_mask.sum(-1, keepdim=True).repeat_interleave(G, 0)  # [n_active, 1]
+
+        tokens = torch.full((N, max_new_tokens), self.pad_id, dtype=torch.long, device=self.device)
+        logps = torch.zeros((N, max_new_tokens), dtype=torch.float32, device=self.device)
+        lengths = torch.full((N,), max_new_tokens, dtype=torch.long, device=self.device)
+        active = torch.arange(N, device=self.device)            # original row of each active row
+        eos = torch.tensor(self.eos_ids or [-1], device=self.device)
+        for t in range(max_new_tokens):
+            scaled = logits / temperature
+            logprobs = scaled.log_softmax(-1)                   # the sampling distribution's log-probs
+            if greedy:
+                tok = scaled.argmax(-1)
+            else:
+                filtered = _filter_logits(scaled, top_k, top_p)
+                tok = torch.multinomial(filtered.softmax(-1), 1, generator=generator).squeeze(-1)
+            tokens[active, t] = tok
+            logps[active, t] = logprobs.gather(-1, tok[:, None]).squeeze(-1)
+            done = torch.isin(tok, eos)
+            lengths[active[done]] = t + 1
+            if t == max_new_tokens - 1:
+                break
+            keep = (~done).nonzero().squeeze(-1)
+            if keep.numel() == 0:
+                break
+            if keep.numel() < active.numel():  # compact: finished rows leave the batch and the cache
+                cache.batch_select_indices(keep)
+                active, tok, attn, next_pos = active[keep], tok[keep], attn[keep], next_pos[keep]
+            attn = torch.cat([attn, attn.new_ones((attn.size(0), 1))], dim=1)
+            out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos,
+                        use_cache=True, **{self._cache_arg: cache})
+            cache = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
+            logits = out.logits[:, -1].float()
+            next_pos = next_pos + 1
+
+        T = int(lengths.max().item()) if N else 0
+        completion_ids = tokens[:, :T]
+        completion_mask = (torch.arange(T, device=self.device)[None, :] < lengths[:, None]).long()
+        completion_ids = completion_ids.masked_fill(completion_mask == 0, self.pad_id)
+        logp = logps[:, :T] * completion_mask
+        return Samples(prompt_ids=prompt_ids.repeat_interleave(G, 0), prompt_mask=prompt_mask.repeat_interleave(G, 0),
+                       completion_ids=completion_ids, completion_mask=completion_mask, logp=logp,
+                       texts=self.decode(completion_ids, completion_mask))
+
+
+def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                        completion_ids: torch.Tensor, completion_mask: torch.Tensor, temperature: float = 1.0,
+                        with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs ``[N, T]`` of the completion tokens (and entropies, detached).
+
+    Only the ``T + 1`` last positions' logits are materialised (``logits_to_keep``); the
+    log-prob is a fused cross-entropy, so no ``[N, T, V]`` log-softmax is kept for backward.
+    """
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)          # [N, P+T]
+    attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)   # [N, P+T]
+    T = completion_ids.size(1)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=_position_ids(attention_mask),
+                use_cache=False, logits_to_keep=T + 1)
+    logits = out.logits[:, :-1].float() / temperature                   # [N, T, V]: position t predicts token t
+    logp = -F.cross_entropy(logits.transpose(1, 2), completion_ids, reduction="none")  # [N, T]
+    logp = logp * completion_mask
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            lsm = logits.log_softmax(-1)
+            entropy = -(lsm.exp() * lsm).sum(-1) * completion_mask    # [N, T]
+    return logp, entropy
