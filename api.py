@@ -33,8 +33,14 @@ def get_algorithm(name: str) -> type:
     return manager.lookup(manager.algorithms, name)
 
 
-def register_reward(name: str, fn: Callable[..., Any] | type | None = None):
-    """Register a reward in this process; usable as ``@register_reward("name")``."""
+def register_reward(name: str | Callable[..., Any], fn: Callable[..., Any] | type | None = None):
+    """Register a reward in this process; usable as ``@register_reward("name")``.
+
+    A bare ``@register_reward`` registers the function under its own ``__name__``.
+    """
+    if callable(name) and fn is None:
+        get_manager().register_in_process("reward", name.__name__, name)
+        return name
     if fn is None:
         def decorator(f):
             get_manager().register_in_process("reward", name, f)
@@ -45,8 +51,14 @@ def register_reward(name: str, fn: Callable[..., Any] | type | None = None):
     return fn
 
 
-def register_algorithm(name: str, cls: type | None = None):
-    """Register an algorithm class in this process; usable as a class decorator."""
+def register_algorithm(name: str | type, cls: type | None = None):
+    """Register an algorithm class in this process; usable as a class decorator.
+
+    A bare ``@register_algorithm`` registers the class under its lower-cased ``__name__``.
+    """
+    if isinstance(name, type) and cls is None:
+        get_manager().register_in_process("algorithm", name.__name__.lower(), name)
+        return name
     if cls is None:
         def decorator(c):
             get_manager().register_in_process("algorithm", name, c)

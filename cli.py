@@ -13,6 +13,13 @@ from .errors import RftgymError
 DEBUG_ENV = "RFTGYM_DEBUG"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (like every other rftgym error)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"rftgym: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _add_plugin_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
                    help="load a plugin module (dotted name) or a .py file; repeatable")
@@ -28,7 +35,7 @@ def _add_set_flag(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed so docs and tests can inspect every flag)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rftgym",
         description="Reinforcement fine-tuning of language models: prompts are Gymnasium bandits, "
                     "rewards and algorithms are plugins chosen by name.")

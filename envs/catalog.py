@@ -1,11 +1,26 @@
-"""The env ids rftgym ships (registered with Gymnasium by the built-in plugin)."""
+"""The env ids rftgym ships (registered with Gymnasium by the built-in plugin).
+
+String entry points only, so registering costs nothing; no ``max_episode_steps`` (a TimeLimit
+wrapper would mark the single step as truncated).
+"""
 from __future__ import annotations
 
 from typing import Any, Callable
 
+SINGLE = "rftgym.envs.bandit:PromptBanditEnv"
 VECTOR = "rftgym.envs.vector:PromptBanditVectorEnv"
+
+BUILTIN_ENVS: dict[str, dict[str, Any]] = {
+    "rftgym/Arithmetic-v0": {"task": "arithmetic"},
+    "rftgym/Countdown-v0": {"task": "countdown"},
+    # data comes from the user's kwargs (dataset=, path=, data_files=); made without it: TypeError
+    "rftgym/PromptDataset-v0": {"env_id": "rftgym/PromptDataset-v0"},
+    "rftgym/GSM8K-v0": {"preset": "gsm8k", "env_id": "rftgym/GSM8K-v0"},
+    "rftgym/MATH-v0": {"preset": "math", "env_id": "rftgym/MATH-v0"},
+}
 
 
 def register_builtin_envs(register: Callable[..., Any]) -> None:
-    register("rftgym/Arithmetic-v0", entry_point="rftgym.envs.bandit:PromptBanditEnv",
-             vector_entry_point=VECTOR, kwargs={"task": "arithmetic"})
+    """Register every built-in id through the plugin hook's ``register`` callback."""
+    for env_id, kwargs in BUILTIN_ENVS.items():
+        register(env_id, entry_point=SINGLE, vector_entry_point=VECTOR, kwargs=dict(kwargs))

@@ -9,6 +9,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 import threading
 import traceback
@@ -43,12 +44,25 @@ class PluginInfo:
     envs: list[str] = field(default_factory=list)
     error: str | None = None
 
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "status": "ok" if self.error is None else "failed"}
 
 
 def _strict_from_env() -> bool:
     return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _debug() -> bool:
+    return os.environ.get("RFTGYM_DEBUG", "") not in ("", "0")
+
+
+def _normalize(name: str) -> str:
+    """Distribution names compare case-insensitively with ``-``, ``_`` and ``.`` equal (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -66,7 +80,8 @@ class PluginManager:
         self.algorithms = Registry("algorithm")
         self.envs = Registry("env")
         self.plugins: dict[str, PluginInfo] = {}
-        self.strict = _strict_from_env()
+        self.strict = False  # set True to make failures errors; RFTGYM_STRICT_PLUGINS is read at load time
+        self._gym_ids: dict[str, str] = {}  # env id -> owner, for ids this manager added to Gymnasium
         self._builtins_loaded = False
         self._entry_points_loaded = False
         self._lock = threading.RLock()
@@ -86,12 +101,28 @@ class PluginManager:
             if spec is not None and spec.entry_point == entry_point:
                 return  # already registered by an earlier import of this same module
             gymnasium.register(id=id, entry_point=entry_point, **kwargs)
+            self._gym_ids[id] = owner
 
         return register_env
 
     def _forget(self, owner: str) -> None:
+        """Drop every name ``owner`` registered, including its env ids in Gymnasium's registry."""
         for registry in (self.rewards, self.algorithms, self.envs):
             registry.remove_owner(owner)
+        self.unregister_gym_ids(owner)
+
+    def unregister_gym_ids(self, owner: str | None = None) -> None:
+        """Remove from Gymnasium the ids this manager added (all owners but the built-in one if None).
+
+        Gymnasium's registry is process-global and outlives a manager, so a failed or reset
+        plugin would otherwise leave ``gymnasium.make`` working for an id nobody provides.
+        """
+        import gymnasium
+
+        for id, who in list(self._gym_ids.items()):
+            if (owner is None and who != BUILTIN) or who == owner:
+                gymnasium.envs.registry.pop(id, None)
+                del self._gym_ids[id]
 
     def _add_plugin(self, obj: Any, name: str, source: str, version: str | None = None) -> PluginInfo:
         """Register ``obj`` with pluggy and run its hooks, attributing every name to ``name``."""
@@ -105,6 +136,14 @@ class PluginManager:
             self.plugins[name] = info
             return info
         try:
+            # A misspelt hook (``rftgym_register_reward``) would otherwise be silently ignored.
+            self.pm.check_pending()
+        except Exception as exc:
+            self.pm.unregister(obj)
+            info.error = _one_line(exc)
+            self.plugins[name] = info
+            return info
+        try:
             for hook in HOOKS:
                 impls = [i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is obj]
                 for impl in impls:
@@ -114,7 +153,7 @@ class PluginManager:
             self._forget(name)
             self.pm.unregister(obj)
             info.error = _one_line(exc)
-            if os.environ.get("RFTGYM_DEBUG"):
+            if _debug():
                 traceback.print_exc()
         info.rewards = self.rewards.names(name)
         info.algorithms = self.algorithms.names(name)
@@ -147,7 +186,7 @@ class PluginManager:
 
     def load_entry_points(self, strict: bool | None = None) -> None:
         """Load the ``rftgym`` entry-point group one plugin at a time; failures are isolated."""
-        strict = self.strict if strict is None else strict
+        strict = (self.strict or _strict_from_env()) if strict is None else strict
         with self._lock:
             self.load_builtins()
             if self._entry_points_loaded:
@@ -155,18 +194,27 @@ class PluginManager:
             self._entry_points_loaded = True
             allow = os.environ.get(ALLOW_ENV)
             allowed = None if allow is None else {a.strip() for a in allow.split(",") if a.strip()}
-            for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            # Sorted, so which of two clashing plugins loads first does not depend on directory order.
+            eps = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
+                         key=lambda e: (_normalize(getattr(getattr(e, "dist", None), "name", "") or ""), e.name))
+            for ep in eps:
                 dist = getattr(ep, "dist", None)
                 dist_name = getattr(dist, "name", None)
-                if allowed is not None and ep.name not in allowed and dist_name not in allowed:
+                if allowed is not None and ep.name not in allowed and not (
+                        dist_name and _normalize(dist_name) in {_normalize(a) for a in allowed}):
                     continue
                 if ep.name in self.plugins:
                     continue
                 version = getattr(dist, "version", None)
                 try:
                     obj = ep.load()
-                except Exception as exc:
-                    info = PluginInfo(name=ep.name, source="entry-point", version=version, error=_one_line(exc))
+                except Exception as exc:  # reported below (or raised in strict mode), never fatal here
+                    if _debug():
+                        traceback.print_exc()
+                    error = _one_line(exc)
+                    if dist_name:
+                        error = f"{error} (entry point {ep.value!r} of {dist_name})"
+                    info = PluginInfo(name=ep.name, source="entry-point", version=version, error=error)
                     self.plugins[ep.name] = info
                 else:
                     info = self._add_plugin(obj, ep.name, "entry-point", version)
@@ -180,19 +228,23 @@ class PluginManager:
         with self._lock:
             self.load_builtins()
             path = Path(spec)
-            if spec.endswith(".py") or path.is_file():
+            # A module name never contains a path separator; anything else must be a .py file.
+            if spec.endswith(".py") or "/" in spec or os.sep in spec:
                 if not path.is_file():
                     raise PluginError(f"--plugin {spec!r}: no such file")
+                if path.suffix != ".py":
+                    raise PluginError(f"--plugin {spec!r}: a plugin file must end in .py")
                 name, source = str(path.resolve()), "file"
                 if name in self.plugins and self.plugins[name].error is None:
                     return self.plugins[name]
+                mod_name = f"rftgym_plugin_{path.stem}_{abs(hash(name)) & 0xFFFFFF:x}"
                 try:
-                    mod_name = f"rftgym_plugin_{path.stem}_{abs(hash(name)) & 0xFFFFFF:x}"
                     mspec = importlib.util.spec_from_file_location(mod_name, path)
                     module = importlib.util.module_from_spec(mspec)
                     sys.modules[mod_name] = module
                     mspec.loader.exec_module(module)
                 except Exception as exc:
+                    sys.modules.pop(mod_name, None)  # a retry must re-execute the file, not reuse a half module
                     raise PluginError(f"--plugin {spec!r} failed to import: {_one_line(exc)}") from exc
             else:
                 name, source = spec, "module"
@@ -200,8 +252,14 @@ class PluginManager:
                     return self.plugins[name]
                 try:
                     module = importlib.import_module(spec)
+                except ModuleNotFoundError as exc:
+                    hint = " (is it installed, or on PYTHONPATH? a file needs its .py path)" if exc.name == spec.split(".")[0] else ""
+                    raise PluginError(f"--plugin {spec!r} failed to import: {_one_line(exc)}{hint}") from exc
                 except Exception as exc:
                     raise PluginError(f"--plugin {spec!r} failed to import: {_one_line(exc)}") from exc
+            loaded_as = self.pm.get_name(module)
+            if loaded_as is not None and loaded_as in self.plugins:
+                return self.plugins[loaded_as]  # already loaded, e.g. through its entry point
             info = self._add_plugin(module, name, source, getattr(module, "__version__", None))
             if info.error:
                 raise PluginError(f"--plugin {spec!r} failed: {info.error}")
@@ -238,7 +296,13 @@ def get_manager() -> PluginManager:
 
 
 def reset_manager() -> None:
-    """Forget all loaded plugins (for tests). Gymnasium's env registry is left as it is."""
+    """Forget all loaded plugins (for tests).
+
+    Env ids that third-party plugins added are removed from Gymnasium's registry as well; the
+    built-in ids stay (``import rftgym`` promises them, and re-registering them is a no-op).
+    """
     global _manager
     with _manager_lock:
+        if _manager is not None:
+            _manager.unregister_gym_ids()
         _manager = None

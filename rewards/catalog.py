@@ -6,4 +6,5 @@ BUILTIN_REWARDS: dict[str, str] = {
     "format": "rftgym.rewards.format:FormatReward",
     "length": "rftgym.rewards.format:LengthReward",
     "reward_model": "rftgym.rewards.reward_model:RewardModelReward",
+    "countdown": "rftgym.envs.tasks.countdown:CountdownReward",
 }

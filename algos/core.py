@@ -1,0 +1,249 @@
+"""The seed's formulas as pure tensor functions (no model inside).
+
+Shapes: ``N`` sequences, ``T`` completion tokens (right-padded), ``mask`` is 1 on real completion
+tokens and 0 on padding. Every function keeps the dtype and device of its inputs, is
+differentiable where a gradient flows (log-probs, values, reward-model scores) and runs on the
+CPU in microseconds, so each one is tested against hand-computed values and a plain loop.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+KL_KINDS = ("k1", "k2", "k3")
+SCALES = ("group", "batch", "none")
+
+
+def _one_of(value: str, accepted: tuple[str, ...], what: str) -> None:
+    if value not in accepted:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(map(repr, accepted))}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Masked statistics
+# ---------------------------------------------------------------------------------------------
+
+def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Mean of ``x`` over the entries where ``mask`` is 1 (over all of them, or along ``dim``).
+
+    An all-masked row gives 0 rather than NaN (its denominator is clamped to 1).
+    """
+    mask = mask.to(x.dtype)
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def masked_var(x: Tensor, mask: Tensor, unbiased: bool = True) -> Tensor:
+    """Variance of the masked entries of ``x`` (Bessel-corrected by default, as TRL does)."""
+    mask = mask.to(x.dtype)
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    if unbiased:
+        n = mask.sum()
+        var = var * n / (n - 1).clamp(min=1)
+    return var
+
+
+def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True) -> Tensor:
+    """``(x − mean) / sqrt(var + 1e-8)`` over the masked entries; padding is set to 0.
+
+    With ``shift_mean=False`` the mean is added back (only the scale changes), as TRL and verl do
+    for rewards.
+    """
+    mask = mask.to(x.dtype)
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    whitened = (x - mean) * torch.rsqrt(var + 1e-8)
+    if not shift_mean:
+        whitened = whitened + mean
+    return whitened * mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Advantages
+# ---------------------------------------------------------------------------------------------
+
+def group_advantages(rewards: Tensor, group_size: int, scale: str = "group", eps: float = 1e-4) -> Tensor:
+    """GRPO's group-relative advantage Â_i = (R_i − mean(R_group)) / (std + eps).
+
+    rewards: [N] with the G completions of each prompt contiguous (N = B·G) → [N].
+    ``scale``: ``"group"`` divides by the group's unbiased std (TRL), ``"batch"`` by the std of
+    all N rewards, ``"none"`` only subtracts the group mean (Dr. GRPO). A group whose rewards are
+    all equal carries no signal and gets exactly 0 (not a rounding residue).
+    """
+    _one_of(scale, SCALES, "scale")
+    if group_size < 1 or rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
+    r = rewards.view(-1, group_size)                                           # [B, G]
+    centered = r - r.mean(dim=1, keepdim=True)                                 # [B, G]
+    if scale == "group":
+        # unbiased std; a group of one has no spread (0) instead of torch.std's NaN
+        std = (centered.pow(2).sum(dim=1, keepdim=True) / max(group_size - 1, 1)).sqrt()
+        centered = centered / (std + eps)
+    elif scale == "batch":
+        std = rewards.std() if rewards.numel() > 1 else rewards.new_zeros(())
+        centered = centered / (std + eps)
+    constant = (r == r[:, :1]).all(dim=1, keepdim=True)                        # [B, 1]
+    return centered.masked_fill(constant, 0.0).view(-1)                        # [N]
+
+
+def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimation over the masked completion tokens.
+
+    rewards, values, mask: [N, T] (per-token rewards, V of the state before each token) →
+    (advantages [N, T], returns [N, T]), both 0 on padding.
+
+    δ_t = r_t + γ·V(s_{t+1}) − V(s_t), A_t = Σ_l (γλ)^l δ_{t+l}, returns = A + V. The value after
+    the last real token is 0 (the episode ends). Masked positions are skipped, not treated as
+    steps: the running V(s_{t+1}) and A_{t+1} carry over them (as in verl), so a mask with holes
+    still chains the real tokens together.
+    """
+    mask = mask.to(values.dtype)
+    next_value = values.new_zeros(values.shape[0])                             # [N]
+    next_adv = values.new_zeros(values.shape[0])                               # [N]
+    advantages = torch.zeros_like(values)
+    for t in reversed(range(values.shape[1])):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]              # TD error δ_t
+        adv_t = delta + gamma * lam * next_adv                                 # A_t = δ_t + γλ A_{t+1}
+        m = mask[:, t]
+        next_adv = m * adv_t + (1 - m) * next_adv
+        next_value = m * values[:, t] + (1 - m) * next_value
+        advantages[:, t] = adv_t * m
+    returns = (advantages + values) * mask
+    return advantages, returns
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy losses
+# ---------------------------------------------------------------------------------------------
+
+def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str = "k3") -> Tensor:
+    """Per-token estimate of KL(π_θ ‖ π_ref) from tokens sampled by π_θ (Schulman's k1/k2/k3).
+
+    k1 = log(π/π_ref), k2 = ½·log(π/π_ref)², k3 = π_ref/π − log(π_ref/π) − 1 (≥ 0, unbiased,
+    low variance; the seed's GRPO D_KL). Shapes: [N, T] → [N, T].
+    """
+    _one_of(kind, KL_KINDS, "KL kind")
+    log_ratio = logp - ref_logp                                                # log π/π_ref
+    if kind == "k1":
+        return log_ratio
+    if kind == "k2":
+        return 0.5 * log_ratio ** 2
+    return torch.exp(-log_ratio) + log_ratio - 1                               # k3
+
+
+def clipped_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, clip_low: float = 0.2,
+                      clip_high: float | None = None, dual_clip: float | None = None) -> Tensor:
+    """PPO's per-token loss −min(r·A, clip(r, 1−clip_low, 1+clip_high)·A), r = π_θ/π_old.
+
+    logp, old_logp: [N, T]; advantages: [N, T] or [N] (one per sequence, broadcast) → [N, T].
+    ``clip_high`` defaults to ``clip_low`` (DAPO's clip-higher sets it apart, e.g. 0.28).
+    ``dual_clip`` = c > 1 bounds the loss of negative-advantage tokens by −c·A (verl's dual-clip
+    PPO), so a huge ratio on a bad token cannot blow the loss up.
+    """
+    if advantages.dim() == 1:
+        advantages = advantages[:, None]                                       # [N, 1]
+    clip_high = clip_low if clip_high is None else clip_high
+    ratio = torch.exp(logp - old_logp)                                         # r_t (log-space for stability)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - clip_low, 1 + clip_high)
+    loss = torch.maximum(unclipped, clipped)                                   # −min(rA, clip(r)A)
+    if dual_clip is not None:
+        loss = torch.where(advantages < 0, torch.minimum(loss, -dual_clip * advantages), loss)
+    return loss
+
+
+@torch.no_grad()
+def clip_fraction(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, clip_low: float = 0.2,
+                  clip_high: float | None = None) -> Tensor:
+    """Share of masked tokens where the clipped term is the active one (its gradient is 0)."""
+    if advantages.dim() == 1:
+        advantages = advantages[:, None]
+    clip_high = clip_low if clip_high is None else clip_high
+    ratio = torch.exp(logp - old_logp)
+    clipped = ((ratio > 1 + clip_high) & (advantages > 0)) | ((ratio < 1 - clip_low) & (advantages < 0))
+    return masked_mean(clipped.to(logp.dtype), mask)
+
+
+def sequence_logp(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Tensor:
+    """GSPO: a per-token log-prob whose ratio to ``old_logp`` is the sequence-level ratio.
+
+    s_i = exp((1/|o_i|) Σ_t log(π_θ/π_old)) (length-normalised), and each token keeps its own
+    gradient through the stop-gradient trick of the GSPO paper (GSPO-token):
+    log s_{i,t} = sg[log s_i] + log π_θ(o_t) − sg[log π_θ(o_t)], so that
+    ``exp(sequence_logp − old_logp) = s_i`` and ∇ = s_i·∇log π_θ(o_t). [N, T] → [N, T].
+    """
+    log_s = masked_mean(logp - old_logp, mask, dim=1)[:, None]                 # [N, 1]
+    return old_logp + log_s.detach() + logp - logp.detach()
+
+
+def aggregate(per_token: Tensor, mask: Tensor, mode: str = "token-mean", num_tokens: float | Tensor | None = None,
+              num_seqs: float | Tensor | None = None, max_len: int | None = None) -> Tensor:
+    """Reduce a per-token loss [N, T] to a scalar.
+
+    - ``token-mean``: Σ_{i,t} ℓ / (number of tokens)                 (DAPO, TRL ``dapo``/``bnpo``)
+    - ``seq-mean-token-mean``: (1/N) Σ_i (1/|o_i|) Σ_t ℓ             (the seed's GRPO and PPO)
+    - ``seq-mean-token-sum``: (1/N) Σ_i Σ_t ℓ                        (REINFORCE's log π(o|q))
+    - ``seq-mean-token-sum-norm``: (1/N) Σ_i Σ_t ℓ / max_len         (Dr. GRPO; max_len = T)
+
+    ``num_tokens`` / ``num_seqs`` replace the local token and sequence counts by the global ones
+    of the optimizer step, so summing the aggregates of micro-batches (and ranks) gives exactly
+    the full-batch aggregate and gradient. Pass the global ``max_len`` for the same reason when
+    micro-batches are padded to different lengths.
+    """
+    _one_of(mode, AGG_MODES, "aggregation mode")
+    mask = mask.to(per_token.dtype)
+    masked = per_token * mask                                                  # [N, T]
+    if mode == "token-mean":
+        denom = mask.sum().clamp(min=1) if num_tokens is None else num_tokens
+        return masked.sum() / denom
+    n = per_token.shape[0] if num_seqs is None else num_seqs
+    if mode == "seq-mean-token-mean":
+        per_seq = masked.sum(1) / mask.sum(1).clamp(min=1)                     # [N]
+    elif mode == "seq-mean-token-sum":
+        per_seq = masked.sum(1)
+    else:
+        per_seq = masked.sum(1) / (per_token.shape[1] if max_len is None else max_len)
+    return per_seq.sum() / n
+
+
+# ---------------------------------------------------------------------------------------------
+# Critic, reward model, diagnostics
+# ---------------------------------------------------------------------------------------------
+
+def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, clip: float | None = 0.2,
+               num_tokens: float | Tensor | None = None) -> Tensor:
+    """Clipped value loss ½·max((V − R)², (clip(V, V_old ± clip) − R)²), token-mean.
+
+    values, old_values, returns, mask: [N, T] → scalar. ``clip=None`` drops the clipped term.
+    ``num_tokens`` is the global token count (see :func:`aggregate`).
+    """
+    loss = (values - returns) ** 2
+    if clip is not None:
+        clipped = old_values + torch.clamp(values - old_values, -clip, clip)
+        loss = torch.maximum(loss, (clipped - returns) ** 2)
+    return aggregate(0.5 * loss, mask, "token-mean", num_tokens=num_tokens)
+
+
+def bradley_terry_loss(chosen: Tensor, rejected: Tensor, margin: Tensor | float | None = None) -> Tensor:
+    """Reward-model loss −log σ(r_chosen − r_rejected [− margin]), averaged over pairs.
+
+    chosen, rejected: [P] scores → scalar. ``logsigmoid`` keeps it finite for any score gap.
+    """
+    diff = chosen - rejected
+    if margin is not None:
+        diff = diff - margin
+    return -F.logsigmoid(diff).mean()
+
+
+def entropy_from_logits(logits: Tensor) -> Tensor:
+    """Entropy of the categorical distribution ``softmax(logits)``: [..., V] → [...]."""
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return -(log_probs.exp() * log_probs).sum(-1)
+
+
+def logprobs_from_logits(logits: Tensor, tokens: Tensor) -> Tensor:
+    """log softmax(logits)[token]: logits [..., V], tokens [...] → [...]."""
+    return torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)

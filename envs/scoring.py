@@ -1,0 +1,89 @@
+"""The env's scorer: one reward-pipeline call per batch, plus the ``correct`` check."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+def as_pipeline(reward: Any, default: str | None) -> Any:
+    """A ``RewardPipeline`` from a name, a callable, a ``(name, fn, weight)`` tuple, a list of
+    specs, a pipeline, or None (the source's ``default`` reward)."""
+    from ..rewards.pipeline import RewardPipeline
+
+    if isinstance(reward, RewardPipeline):
+        return reward
+    if reward is None:
+        if default is None:
+            raise ConfigError("no reward given and this data has no default reward (pass reward=...)")
+        reward = default
+    if isinstance(reward, tuple) and len(reward) in (3, 4) and isinstance(reward[0], str) and callable(reward[1]):
+        reward = [reward]  # one (name, fn, weight) spec on its own
+    return RewardPipeline(reward)
+
+
+class Scorer:
+    """Scores batches: ``pipeline(prompts, completions, **columns)`` once, then the answer check.
+
+    ``check="auto"`` uses the source's checker (``math`` when rows have answers); a check that
+    names a reward already in the pipeline reuses its scores instead of calling it again. A
+    check value of at least 0.5 counts as correct.
+    """
+
+    def __init__(self, reward: Any, check: Any, default_reward: str | None, checker: str | None) -> None:
+        self.pipeline = as_pipeline(reward, default_reward)
+        self.check = checker if isinstance(check, str) and check == "auto" else check
+        self._check_fn: Any = None
+
+    def _check_values(self, result: Any, prompts: list[str], completions: list[str],
+                      columns: dict[str, list]) -> np.ndarray | None:
+        if self.check is None:
+            return None
+        if isinstance(self.check, str) and self.check in result.per_reward:
+            values = np.asarray(result.per_reward[self.check], dtype=np.float64)
+        else:
+            if self._check_fn is None:
+                if isinstance(self.check, str):
+                    from ..api import get_reward
+
+                    self._check_fn = get_reward(self.check)
+                else:
+                    self._check_fn = self.check
+            raw = self._check_fn(prompts=prompts, completions=completions, **columns)
+            values = np.array([np.nan if v is None else float(v) for v in raw], dtype=np.float64)
+        return np.nan_to_num(values, nan=0.0) >= 0.5
+
+    def __call__(self, prompts: Sequence[str], completions: Sequence[str],
+                 columns: dict[str, list]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, int], np.ndarray | None]:
+        """``(total float64[N], per_reward, faults, correct bool[N] or None)``."""
+        prompts, completions = list(prompts), list(completions)
+        result = self.pipeline(prompts, completions, **columns)
+        total = np.asarray(result.total, dtype=np.float64)
+        correct = self._check_values(result, prompts, completions, columns)
+        return total, dict(result.per_reward), dict(result.faults), correct
+
+    def close(self) -> None:
+        """Close the pipeline's rewards and the checker."""
+        self.pipeline.close()
+        if self._check_fn is not None and hasattr(self._check_fn, "close"):
+            self._check_fn.close()
+
+
+def check_completions(actions: Any, n: int) -> list[str]:
+    """``actions`` as a list of ``n`` strings, or a clear error naming the first bad one."""
+    if isinstance(actions, str):
+        raise TypeError(f"step() expects a sequence of {n} completion strings, got a single str")
+    try:
+        items = list(actions)
+    except TypeError:
+        raise TypeError(f"step() expects a sequence of {n} completion strings, got {type(actions).__name__}") from None
+    if len(items) != n:
+        raise ValueError(f"step() expects {n} completions (one per sub-env), got {len(items)}")
+    for i, item in enumerate(items):
+        if isinstance(item, np.str_):
+            items[i] = str(item)
+        elif not isinstance(item, str):
+            raise TypeError(f"completion {i} must be a str (the completion text), got {type(item).__name__}")
+    return items

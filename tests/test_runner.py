@@ -1,0 +1,117 @@
+"""The training loop end to end on a tiny random model: outputs, updates, resume, errors."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import rftgym
+from rftgym.errors import RftgymError
+
+from runner_fixtures import build_tiny_model_dir, read_jsonl, run_config, write_prompt_file
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runner")
+    return build_tiny_model_dir(root / "model"), write_prompt_file(root / "prompts.jsonl")
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _train_lines(rows):
+    return [r for r in rows if "eval/reward" not in r]
+
+
+def _eval_lines(rows):
+    return [r for r in rows if "eval/reward" in r]
+
+
+def test_grpo_run_writes_the_documented_outputs(assets, tmp_path):
+    model_dir, data = assets
+    out = tmp_path / "run"
+    result = rftgym.train(run_config(model_dir, data, out))
+    assert result.output_dir == out and result.final_metrics["step"] == 3
+
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in _train_lines(rows)] == [1, 2, 3]
+    assert [r["step"] for r in _eval_lines(rows)] == [0, 2, 3]
+    for line in _train_lines(rows):
+        for key in ("reward/total/mean", "reward/exact_match/mean", "loss/total", "grad_norm", "lr", "entropy",
+                    "completion/length_mean", "time/sample", "time/score", "time/update", "tokens_per_s", "adv/std"):
+            assert key in line, key
+    assert all("eval/accuracy" in r for r in _eval_lines(rows))  # the dataset has answers: math check
+
+    samples = read_jsonl(out / "samples.jsonl")
+    assert samples and {"prompt", "completion", "reward", "answer", "step"} <= set(samples[0])
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-2", "step-3"]
+    assert (out / "config.yaml").read_text().startswith("model:")
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out / "final")
+    assert tokenizer.decode(tokenizer("12+3=")["input_ids"]) == "12+3="
+    before, after = _weights(model_dir), _weights(out / "final")
+    assert any(not torch.equal(before[k], after[k]) for k in before), "training did not change any weight"
+
+
+def test_ppo_run_trains_policy_and_critic(assets, tmp_path):
+    model_dir, data = assets
+    out = tmp_path / "ppo"
+    config = run_config(model_dir, data, out, **{"algo": {"name": "ppo", "epochs": 2, "minibatches": 2},
+                                                 "train.max_steps": 4, "save_every": 0, "eval.every": 0})
+    rftgym.train(config)
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in _train_lines(rows)] == [1, 2, 3, 4]  # 1 rollout x 2 epochs x 2 minibatches
+    assert any(k.startswith("value") or "value" in k for k in rows[0]), sorted(rows[0])
+    assert (out / "checkpoints" / "step-4" / "critic.safetensors").is_file()
+
+
+def test_existing_run_is_not_overwritten(assets, tmp_path):
+    model_dir, data = assets
+    out = tmp_path / "run"
+    rftgym.train(run_config(model_dir, data, out, **{"train.max_steps": 1, "eval.every": 0}))
+    before = (out / "metrics.jsonl").read_bytes()
+    with pytest.raises(RftgymError, match="already holds a run"):
+        rftgym.train(run_config(model_dir, data, out, **{"train.max_steps": 1, "eval.every": 0}))
+    assert (out / "metrics.jsonl").read_bytes() == before
+
+
+def test_resume_logs_every_step_once(assets, tmp_path):
+    model_dir, data = assets
+    out = tmp_path / "run"
+    rftgym.train(run_config(model_dir, data, out, **{"train.max_steps": 2, "save_every": 1}))
+    rftgym.train(run_config(model_dir, data, out, **{"train.max_steps": 4, "save_every": 1, "resume": True}))
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in _train_lines(rows)] == [1, 2, 3, 4]
+    assert [r["step"] for r in _eval_lines(rows)] == [0, 2, 4]
+
+
+def test_unloadable_model_is_one_clear_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "rftgym", "train", "--model", str(tmp_path / "nope"),
+                           "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "could not be loaded" in lines[0] and "--model" in lines[0], proc.stderr
+
+
+def test_cli_train_runs_and_prints_final_metrics(assets, tmp_path):
+    model_dir, data = assets
+    out = tmp_path / "cli"
+    proc = subprocess.run([sys.executable, "-m", "rftgym", "train", "--model", str(model_dir), "--env",
+                           "rftgym/PromptDataset-v0", "--set", f"env.kwargs.data_files={data}",
+                           "--set", "env.kwargs.prompt_column=question", "--set", "env.eval_kwargs={}",
+                           "--reward", "exact_match", "--max-steps", "1", "--quiet",
+                           "--set", "rollout.prompts_per_step=2", "--set", "eval.num_prompts=4",
+                           "--output-dir", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert '"step": 1' in proc.stdout.strip().splitlines()[-1]
+    assert (out / "final" / "config.json").is_file()
