@@ -71,7 +71,9 @@ class RolloutConfig:
     max_new_tokens: int = 8
     """Longest completion in tokens."""
     temperature: float = 1.0
+    """Sampling temperature; log-probs for the loss use the same temperature."""
     top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p (1 disables)."""
     top_k: int = 0
     """0 disables top-k."""
     reward_errors: Literal["raise", "warn"] = "raise"
@@ -87,11 +89,17 @@ class TrainConfig:
     max_steps: int = 200
     """Optimizer steps to run."""
     lr: float = 1e-5
+    """Peak learning rate of AdamW."""
     weight_decay: float = 0.0
+    """AdamW decoupled weight decay."""
     adam_beta1: float = 0.9
+    """AdamW β1."""
     adam_beta2: float = 0.999
+    """AdamW β2."""
     adam_eps: float = 1e-8
+    """AdamW ε."""
     warmup_steps: int = 0
+    """Linear learning-rate warm-up over this many optimizer steps."""
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
     """Shape after warm-up."""
     max_grad_norm: float = 1.0
@@ -119,6 +127,7 @@ class EvalConfig:
     num_prompts: int = 200
     """Held-out prompts per evaluation."""
     batch_size: int = 256
+    """Prompts per greedy decoding batch."""
     max_new_tokens: int = 0
     """0 = ``rollout.max_new_tokens``."""
 
@@ -134,9 +143,13 @@ class LoggingConfig:
     samples_every: int = 10
     """Write a few prompt/completion/reward samples to ``samples.jsonl`` every N steps."""
     samples_per_step: int = 4
+    """How many samples each such write holds."""
     tensorboard: bool = False
+    """Also write TensorBoard scalars to ``RUN/tensorboard`` (needs ``rftgym[tensorboard]``)."""
     wandb: bool = False
+    """Also log to Weights & Biases (needs ``rftgym[wandb]`` and a login)."""
     wandb_project: str = "rftgym"
+    """W&B project name."""
 
 
 @dataclass
@@ -180,6 +193,7 @@ class RunConfig:
     output_dir: str = "runs/rftgym"
     """Run directory (config.yaml, metrics.jsonl, samples.jsonl, checkpoints/, final/)."""
     seed: int = 0
+    """Seeds python, numpy, torch and the env's prompt order (each rank adds its own offset)."""
     device: str = "auto"
     """``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ..."""
     save_every: int = 50

@@ -41,8 +41,10 @@ class RLOOConfig(AlgoConfig):
     beta: float = 0.0
     """Coefficient of the per-token KL to the frozen reference in the loss (0: no reference)."""
     kl_kind: Literal["k1", "k2", "k3"] = "k3"
+    """KL estimator for the β term (k3 is unbiased and always ≥ 0)."""
     loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = \
         "seq-mean-token-mean"
+    """How per-token losses become one number (see ``core.aggregate``)."""
 
     def validate(self) -> None:
         super().validate()

@@ -13,6 +13,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .distributed import any_rank
+
 
 @dataclass
 class Samples:
@@ -167,6 +169,7 @@ class Policy:
         lengths = torch.full((N,), max_new_tokens, dtype=torch.long, device=self.device)
         active = torch.arange(N, device=self.device)            # original row of each active row
         eos = torch.tensor(self.eos_ids or [-1], device=self.device)
+        lockstep = _lockstep(model)
         for t in range(max_new_tokens):
             scaled = logits / temperature
             logprobs = scaled.log_softmax(-1)                   # the sampling distribution's log-probs
@@ -182,7 +185,11 @@ class Policy:
             if t == max_new_tokens - 1:
                 break
             keep = (~done).nonzero().squeeze(-1)
+            if lockstep and not any_rank(keep.numel() > 0, lockstep):
+                break  # every rank is done
             if keep.numel() == 0:
+                if lockstep:  # sharded weights: keep joining the other ranks' forwards until they finish
+                    _idle_decode(model, t, max_new_tokens, self.pad_id, self.device, lockstep)
                 break
             if keep.numel() < active.numel():  # compact: finished rows leave the batch and the cache
                 cache.batch_select_indices(keep)
@@ -202,6 +209,37 @@ class Policy:
         return Samples(prompt_ids=prompt_ids.repeat_interleave(G, 0), prompt_mask=prompt_mask.repeat_interleave(G, 0),
                        completion_ids=completion_ids, completion_mask=completion_mask, logp=logp,
                        texts=self.decode(completion_ids, completion_mask))
+
+
+def _lockstep(model: torch.nn.Module):
+    """The job's ``DistInfo`` when ``model`` is FSDP-sharded over several ranks, else None.
+
+    A sharded forward is a collective, so every rank must run the same number of them: the
+    decode loop then stops only when all ranks are done, not when this rank is.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return None
+    from .distributed import DistInfo
+    from .parallel import is_sharded
+
+    return DistInfo(dist.get_rank(), dist.get_world_size()) if is_sharded(model) else None
+
+
+def _idle_decode(model: torch.nn.Module, t: int, max_new_tokens: int, pad_id: int, device: torch.device, info) -> None:
+    """Mirror the busy ranks' decode steps from step ``t`` with 1-row dummy forwards.
+
+    A busy rank runs, per step: the "still active" all-reduce, then the decode forward (none
+    after the last step). This rank, whose all-reduce at ``t`` already said "someone is active",
+    runs the same forwards on a throw-away pad token until the all-reduce says all are done.
+    """
+    dummy = torch.full((1, 1), pad_id, dtype=torch.long, device=device)
+    while True:
+        model(input_ids=dummy, use_cache=False)
+        t += 1
+        if t == max_new_tokens - 1 or not any_rank(False, info):
+            return
 
 
 def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,

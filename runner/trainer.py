@@ -27,7 +27,8 @@ from ..config import RunConfig, build_config, dump_yaml, to_dict
 from ..errors import RftgymError
 from . import checkpoint as ckpt
 from .device import autocast_dtype, configure_threads, resolve_device, seed_everything
-from .distributed import DistInfo, all_reduce_max, all_reduce_sum, barrier, init_distributed, reduce_metrics, shutdown
+from .distributed import (DistInfo, all_reduce_max, all_reduce_sum, any_rank, barrier, init_distributed, reduce_metrics,
+                          shutdown, write_debug_digest)
 from .evaluate import evaluate
 from .policy import Policy, completion_logprobs
 from .run_log import METRICS, SAMPLES, RunLogger, truncate_jsonl
@@ -115,6 +116,8 @@ class Trainer:
             raise RftgymError(f"rollout.prompts_per_step={B} is not divisible by the world size "
                               f"{self.dist.world_size}; use a multiple of {self.dist.world_size}")
         self.local_prompts = B // self.dist.world_size
+        # Sharded weights: every forward is a collective, so sampling, eval and saving run on all ranks.
+        self.fsdp = self.dist.enabled and config.train.distributed == "fsdp"
         self.output_dir = Path(config.output_dir)
         self.start_step = 0
         self._prepare_output_dir()
@@ -203,7 +206,7 @@ class Trainer:
         self.env = api.make_vec(cfg.env.id, num_envs=self.local_prompts * self.group_size,
                                 group_size=self.group_size, reward=self.pipeline, **kwargs)
         self.eval_env = None
-        if cfg.eval.every > 0 and self.dist.is_main:
+        if cfg.eval.every > 0 and (self.dist.is_main or self.fsdp):
             eval_kwargs = {**kwargs, **cfg.env.eval_kwargs}
             eval_kwargs.setdefault("order", "sequential")
             n = min(cfg.eval.batch_size, cfg.eval.num_prompts)
@@ -236,7 +239,7 @@ class Trainer:
         parts, metrics_parts, sample_rows = [], [], []
         kept = tries = 0
         t_sample = t_score = 0.0
-        while kept < target and tries < 4:
+        while tries < 4 and (any_rank(kept < target, self.dist) if self.fsdp else kept < target):
             samples, obs, rewards, info, ts, tc = self._sample_and_score(obs)
             t_sample += ts
             t_score += tc
@@ -401,16 +404,27 @@ class Trainer:
         env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else {}
         ckpt.write_rank_state(path, self.dist.rank, {"env": json.dumps(env_state), "obs": list(obs)})
         barrier(self.dist)
+        state = {"algorithm": self.algorithm.state_dict(), "evaluated_step": self._evaluated_step,
+                 "world_size": self.dist.world_size, "nonfinite": self._nonfinite}
+        if self.fsdp:  # gathering the shards is a collective; rank 0 writes
+            from .parallel import save_full_checkpoint
+
+            save_full_checkpoint(path, step, self.model, self.optimizer, self.scheduler, state, self.dist, self.critic)
         if self.dist.is_main:
-            state = {"algorithm": self.algorithm.state_dict(), "evaluated_step": self._evaluated_step,
-                     "world_size": self.dist.world_size, "nonfinite": self._nonfinite}
-            ckpt.write_main_state(path, step, self.model, self.optimizer, self.scheduler, state, self.critic)
+            if not self.fsdp:
+                ckpt.write_main_state(path, step, self.model, self.optimizer, self.scheduler, state, self.critic)
             ckpt.commit(self.output_dir, step, self.config.keep_checkpoints)
         barrier(self.dist)
 
     def _restore(self) -> Any:
-        state, extras = ckpt.load(self.resume_from, self.dist.rank, self.model, self.optimizer, self.scheduler,
-                                  self.critic)
+        if self.fsdp:
+            from .parallel import load_full_checkpoint
+
+            state, extras = load_full_checkpoint(self.resume_from, self.dist.rank, self.model, self.optimizer,
+                                                 self.scheduler, self.dist, self.critic)
+        else:
+            state, extras = ckpt.load(self.resume_from, self.dist.rank, self.model, self.optimizer, self.scheduler,
+                                      self.critic)
         self.algorithm.load_state_dict(state.get("algorithm", {}))
         self._evaluated_step = state.get("evaluated_step", -1)
         self._nonfinite = state.get("nonfinite", 0)
@@ -498,7 +512,9 @@ class Trainer:
                 if cfg.logging.samples_every and (rollout_start // cfg.logging.samples_every
                                                   != self._step // cfg.logging.samples_every or rollout_start == 0):
                     self.logger.log_samples(self._step, rows)
-                stop = self._stop_signal is not None
+                # A signal during the last step: finishing (final eval, checkpoint, final/) is the
+                # quickest safe point, and the message below would otherwise name a step never saved.
+                stop = self._stop_signal is not None and self._step < cfg.train.max_steps
                 due = cfg.save_every and (self._step // cfg.save_every) > (last_saved // cfg.save_every)
                 if self._step < cfg.train.max_steps:
                     # Evaluate before saving, so a resumed run never repeats this step's eval line.
@@ -515,6 +531,7 @@ class Trainer:
             if self._step > last_saved or not ckpt.list_checkpoints(self.output_dir):
                 self.save_checkpoint(self._step, obs)
             self._save_final()
+            write_debug_digest(self.model, self.dist, self._step)  # only with $RFTGYM_DEBUG_DIGEST_DIR
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
@@ -533,15 +550,16 @@ class Trainer:
                 "adv/max": float(values.max()), "adv/min": float(values.min())}
 
     def _save_final(self) -> None:
+        from .parallel import export_pretrained
+
+        final = self.output_dir / "final"
+        tmp = self.output_dir / ".tmp-final"
+        if self.dist.is_main and tmp.exists():
+            shutil.rmtree(tmp)
+        export_pretrained(self.model, self.policy.tokenizer, tmp, self.dist)  # all ranks: gathers FSDP shards
         if not self.dist.is_main:
             barrier(self.dist)
             return
-        final = self.output_dir / "final"
-        tmp = self.output_dir / ".tmp-final"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        self.model.save_pretrained(tmp)
-        self.policy.tokenizer.save_pretrained(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -1,0 +1,155 @@
+"""The verifiable math reward (``math``) and ``verify(gold, prediction) -> bool``.
+
+Pipeline per completion: take the text (TRL conversational lists too) -> extract the final
+answer (``math_extract``) -> decide in the parent when it is cheap and safe (plain numbers,
+letters, guards; ``math_check.precheck``) -> otherwise parse and compare in a time- and
+memory-limited worker process (``math_pool``), caching verdicts. Model text is never
+evaluated as Python.
+"""
+from __future__ import annotations
+
+import atexit
+import re
+import threading
+from typing import Any, Sequence
+
+from .math_check import CheckOptions
+from .math_extract import STRATEGIES, Extracted, extract
+from .math_guard import MAX_ANSWER_CHARS
+from .math_verifier import MathVerifier
+
+__all__ = ["MathReward", "verify", "completion_text"]
+
+_VERIFY_MARKERS = ("boxed", "hash", "answer_is")
+# A prediction with prose in it ("we find 0.5") is a solution, not a bare answer; LaTeX
+# commands and \text{} units do not count as prose.
+_LATEX_WORDS = re.compile(r"\\(?:text|mbox|mathrm)\{[^{}]*\}|\\[A-Za-z]+")
+_PROSE = re.compile(r"[A-Za-z]{4,}[^\n]*\s[A-Za-z]{2,}|\n")
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion: a string, or TRL's conversational form (a list of
+    ``{"role", "content"}`` messages, or one such dict) -> the last assistant content."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return _content(completion.get("content"))
+    if isinstance(completion, (list, tuple)):
+        messages = [m for m in completion if isinstance(m, dict)]
+        assistant = [m for m in messages if m.get("role", "assistant") == "assistant"]
+        chosen = assistant or messages
+        return _content(chosen[-1].get("content")) if chosen else ""
+    return "" if completion is None else str(completion)
+
+
+def _content(content: Any) -> str:
+    if isinstance(content, list):  # multimodal content parts: keep the text ones
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+class MathReward:
+    """Reward 1.0 when the completion's final answer equals the gold ``answer``, else 0.0.
+
+    Options: ``extraction`` (strategies in order, from ``boxed``, ``hash``, ``answer_is``,
+    ``dollar``, ``last_number``), ``require_boxed`` with ``format_score`` (the reward for a
+    correct answer found by another strategy), ``timeout`` (seconds per check in a worker),
+    ``memory_mb`` (worker address-space cap), ``workers`` (default: the CPUs), ``percent``
+    (``"both"``, ``"fraction"``, ``"number"``), ``rel_tol``, ``comma_decimal``,
+    ``max_answer_chars``, ``cache_size``.
+    """
+
+    def __init__(self, extraction: Sequence[str] = STRATEGIES, require_boxed: bool = False,
+                 format_score: float = 0.0, timeout: float = 5.0, memory_mb: int | None = 2048,
+                 workers: int | None = None, percent: str = "both", rel_tol: float = 1e-6,
+                 comma_decimal: bool = True, max_answer_chars: int = MAX_ANSWER_CHARS,
+                 cache_size: int = 100_000) -> None:
+        self.extraction = tuple(extraction)
+        unknown = [s for s in self.extraction if s not in STRATEGIES]
+        if unknown or not self.extraction:
+            raise ValueError(f"extraction must list strategies from {STRATEGIES}, got {list(extraction)!r}")
+        self.require_boxed = require_boxed
+        self.format_score = float(format_score)
+        options = CheckOptions(percent=percent, rel_tol=rel_tol, comma_decimal=comma_decimal,
+                               max_answer_chars=max_answer_chars)
+        self.verifier = MathVerifier(options, timeout=timeout, memory_mb=memory_mb, workers=workers,
+                                     cache_size=cache_size)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """How checks were decided (fast path, cache, worker) and the timeouts/crashes."""
+        return self.verifier.stats
+
+    def setup(self) -> None:
+        """Start the worker pool (reused across batches until ``close``)."""
+        self.verifier.start()
+
+    def close(self) -> None:
+        """Stop the worker pool."""
+        self.verifier.close()
+
+    def __call__(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] | None = None,
+                 answer: Sequence[Any] | None = None, **columns: Any) -> list[float | None]:
+        """Score a batch as TRL calls rewards: keyword arguments, one ``answer`` per completion;
+        ``None`` for a sample without a gold answer."""
+        completions = list(completions or [])
+        if answer is None:
+            return [None] * len(completions)
+        if isinstance(answer, (str, int, float)):
+            answer = [answer] * len(completions)
+        answers = list(answer)
+        if len(answers) != len(completions):
+            raise ValueError(f"math reward: {len(completions)} completions but {len(answers)} answers")
+        found: list[Extracted | None] = []
+        pairs: list[tuple[str, str]] = []
+        index: list[int] = []
+        for i, (completion, gold) in enumerate(zip(completions, answers)):
+            got = extract(completion_text(completion), self.extraction) if gold is not None else None
+            found.append(got)
+            if got is not None and not got.hedge:
+                pairs.append((str(gold), got.text))
+                index.append(i)
+        verdicts = self.verifier.verify_many(pairs)
+        scores: list[float | None] = [None if g is None else 0.0 for g in answers]
+        for i, ok in zip(index, verdicts):
+            if ok:
+                boxed = found[i] is not None and found[i].strategy == "boxed"  # type: ignore[union-attr]
+                scores[i] = 1.0 if (boxed or not self.require_boxed) else self.format_score
+        return scores
+
+
+# -- verify(): one shared verifier for the whole process ------------------------------------
+_default: MathVerifier | None = None
+_default_lock = threading.Lock()
+
+
+def _shared_verifier() -> MathVerifier:
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = MathVerifier()
+                atexit.register(_default.close)
+    return _default
+
+
+def _answer_of(prediction: str) -> Extracted | None:
+    """A bare answer is taken whole; a solution gives its marked (boxed, ####, "answer is")
+    answer, else its last ``$…$`` or number."""
+    found = extract(prediction, _VERIFY_MARKERS)
+    if found is not None:
+        return found
+    if len(prediction) <= MAX_ANSWER_CHARS and not _PROSE.search(_LATEX_WORDS.sub("", prediction)):
+        return extract(prediction, ("whole",))
+    return extract(prediction, ("dollar", "last_number"))
+
+
+def verify(gold: str, prediction: str) -> bool:
+    """True when ``prediction`` (a bare answer or a full solution) states the gold answer.
+
+    Safe from any thread: hard parsing runs in the shared, time-limited worker pool.
+    """
+    found = _answer_of(completion_text(prediction))
+    if found is None or found.hedge:
+        return False
+    return _shared_verifier().verify_many([(str(gold), found.text)])[0]

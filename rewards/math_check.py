@@ -1,0 +1,151 @@
+"""One gold/prediction check, split in two halves.
+
+``precheck`` runs in the parent without sympy: clean-up, guards, hedges, multiple-choice
+letters, words, and plain numbers (exact ``Fraction`` arithmetic). It decides most checks of
+a training run in microseconds. ``check_parsed`` runs in a worker (time/memory limited):
+parse both sides and compare them with ``math_equiv``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import NamedTuple
+
+from .math_extract import unwrap_gold
+from .math_guard import MAX_ANSWER_CHARS, refuse_reason
+from .math_text import PlainNumber, clean_unicode, numbers_match, parse_plain_number, split_percent, strip_noise
+
+PERCENT_POLICIES = ("both", "fraction", "number")
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """How answers compare. ``percent``: what ``28\\%`` may equal (``"both"``: 28 or 0.28,
+    ``"fraction"``: 0.28, ``"number"``: 28); ``rel_tol``: relative tolerance for a decimal that
+    approximates a non-terminating value; ``comma_decimal``: read ``1,22`` as 1.22."""
+
+    percent: str = "both"
+    rel_tol: float = 1e-6
+    comma_decimal: bool = True
+    max_answer_chars: int = MAX_ANSWER_CHARS
+
+    def __post_init__(self) -> None:
+        if self.percent not in PERCENT_POLICIES:
+            raise ValueError(f"percent must be one of {PERCENT_POLICIES}, got {self.percent!r}")
+        if not self.rel_tol >= 0:
+            raise ValueError(f"rel_tol must be >= 0, got {self.rel_tol!r}")
+
+
+class Prepared(NamedTuple):
+    """Cleaned answers and, when the parent could decide, the verdict and why."""
+
+    gold: str
+    pred: str
+    verdict: bool | None
+    reason: str
+
+
+_TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_BOXED = re.compile(r"^\\(?:boxed|fbox)\s*\{(.*)\}$", re.DOTALL)
+_LETTER = re.compile(r"^\(?([A-J])\)?$")
+_LETTER_PRED = re.compile(r"^(?:option\s+|choice\s+)?\(?([A-J])\)?(?:[.:)]|\s|$)", re.IGNORECASE)
+_HEDGE = re.compile(r"\bor\b|\\(?:lor|vee)(?![a-zA-Z])", re.IGNORECASE)
+_WORD = re.compile(r"^[A-Za-z][A-Za-z \-']*$")
+_LONG_WORD = re.compile(r"[A-Za-z]{4,}")  # "Monday", "yes and no"; not "ab" (a product of names)
+_DECIMAL_LITERAL = re.compile(r"\d\.\d|(?<![\d}])\.\d")
+
+
+# "20 \text{ dollars}", "15 \mbox{inches}": a unit word after a number is dropped.
+_UNIT = re.compile(r"^(.*\d)\s*\\(?:text|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z .]*\}$")
+_SPACE = re.compile(r"(?<![A-Za-z])\s+|\s+(?![A-Za-z])")
+
+
+def _squash(s: str) -> str:
+    # Spaces mean nothing in math mode except between letters ("\pi r" is not "\pir").
+    return _SPACE.sub("", s)
+
+
+def _untext(s: str) -> str:
+    return _TEXT_CMD.sub(lambda m: m.group(1), s).strip()
+
+
+def clean_answer(text: str) -> str:
+    """Unicode clean-up, display noise and an outer ``\\boxed{}`` removed."""
+    s = strip_noise(clean_unicode(text))
+    m = _BOXED.match(s)
+    if m:
+        s = strip_noise(m.group(1))
+    return s
+
+
+def _plain(text: str, opts: CheckOptions) -> tuple[list, bool] | None:
+    body, is_percent = split_percent(text)
+    number = parse_plain_number(body, opts.comma_decimal)
+    if number is None:
+        return None
+    return [number], is_percent
+
+
+def _percent_readings(numbers: list, is_percent: bool, opts: CheckOptions) -> list:
+    if not is_percent or opts.percent == "number":
+        return numbers
+    scaled = [PlainNumber(n.value / Fraction(100), n.decimal) for n in numbers]
+    return scaled if opts.percent == "fraction" else numbers + scaled
+
+
+def precheck(gold: str, pred: str, opts: CheckOptions) -> Prepared:
+    """Clean both answers and decide in the parent when no parsing is needed."""
+    g = clean_answer(unwrap_gold(clean_unicode(gold)))
+    p = clean_answer(pred)
+    if not p:
+        return Prepared(g, p, False, "empty prediction")
+    if not g:
+        return Prepared(g, p, False, "empty gold")
+    if g == p or _squash(g) == _squash(p):
+        return Prepared(g, p, True, "identical")
+    for side, text in (("gold", g), ("prediction", p)):
+        reason = refuse_reason(text, opts.max_answer_chars)
+        if reason is not None:
+            return Prepared(g, p, False, f"{side} refused: {reason}")
+    if _HEDGE.search(p) and not _HEDGE.search(g):
+        return Prepared(g, p, False, "hedged answer")
+    g, p = _UNIT.sub(r"\1", g), _UNIT.sub(r"\1", p)
+    gt, pt = _untext(g), _untext(p)
+    letter = _LETTER.match(gt)
+    if letter:
+        m = _LETTER_PRED.match(pt)
+        return Prepared(g, p, bool(m) and m.group(1).upper() == letter.group(1), "multiple choice")
+    if _WORD.match(gt) and _WORD.match(pt) and _LONG_WORD.search(gt):
+        return Prepared(g, p, gt.strip().lower() == pt.strip().lower(), "words")
+    gold_num, pred_num = _plain(g, opts), _plain(p, opts)
+    if gold_num is not None and pred_num is not None:
+        golds = _percent_readings(*gold_num, opts)
+        preds = _percent_readings(*pred_num, opts)
+        ok = any(numbers_match(a, b, opts.rel_tol) for a in golds for b in preds)
+        return Prepared(g, p, ok, "plain numbers")
+    return Prepared(g, p, None, "")
+
+
+def check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
+    """Parse both cleaned answers and compare them (run this in a limited worker)."""
+    from .math_equiv import Context, equivalent
+    from .math_parse import parse_answer
+
+    try:
+        golds = parse_answer(gold, opts.percent)
+    except Exception as exc:  # noqa: BLE001 - any parser failure is a verdict, not a crash
+        return False, f"gold unparsable: {type(exc).__name__}"
+    try:
+        preds = parse_answer(pred, opts.percent)
+    except Exception as exc:  # noqa: BLE001
+        return False, f"prediction unparsable: {type(exc).__name__}"
+    ctx = Context(opts.rel_tol, bool(_DECIMAL_LITERAL.search(gold)), bool(_DECIMAL_LITERAL.search(pred)))
+    for a in golds:
+        for b in preds:
+            try:
+                if equivalent(a, b, ctx):
+                    return True, "equivalent"
+            except Exception:  # noqa: BLE001 - sympy raises many types on odd objects
+                continue
+    return False, "different"

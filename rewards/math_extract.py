@@ -1,0 +1,152 @@
+"""Find the final answer in a full completion: last ``\\boxed{}``, ``####``, "the answer is",
+the last ``$…$``, or the last number — in a configurable order.
+
+Linear-time scans only (no backtracking regexes over the whole completion), so a megabyte
+completion costs milliseconds in the parent process.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable, NamedTuple
+
+STRATEGIES = ("boxed", "hash", "answer_is", "dollar", "last_number")
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_MAX_SCAN = 20_000  # the final answer sits at the end; only the tail is scanned by the regexes
+
+
+class Extracted(NamedTuple):
+    """The answer text, the strategy that found it, and whether it is a hedge (several
+    different answers offered, e.g. ``\\boxed{5} or \\boxed{6}``)."""
+
+    text: str
+    strategy: str
+    hedge: bool = False
+
+
+def _brace_group(text: str, start: int) -> tuple[str, int] | None:
+    """The contents of the ``{…}`` group opening at ``text[start]`` (nested braces, ``\\{``
+    escapes), and the index after it; None when unbalanced."""
+    depth = 0
+    i = start
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1:i], i + 1
+        i += 1
+    return None
+
+
+def boxed_all(text: str) -> list[tuple[str, int, int]]:
+    """Every ``\\boxed{…}``/``\\fbox{…}`` (and ``\\boxed 5``) as ``(content, start, end)``."""
+    found: list[tuple[str, int, int]] = []
+    for cmd in _BOX_COMMANDS:
+        pos = text.find(cmd)
+        while pos != -1:
+            after = pos + len(cmd)
+            j = after
+            while j < len(text) and text[j] == " ":
+                j += 1
+            if j < len(text) and text[j] == "{":
+                group = _brace_group(text, j)
+                if group is not None:
+                    found.append((group[0], pos, group[1]))
+            elif j > after and j < len(text):  # "\boxed 5": one token after a space
+                m = re.match(r"[^\s$]+", text[j:j + 200])
+                if m:
+                    found.append((m.group(0), pos, j + m.end()))
+            pos = text.find(cmd, after)
+    found.sort(key=lambda t: t[1])
+    outermost: list[tuple[str, int, int]] = []
+    for box in found:  # \boxed{\boxed{9}}: the inner box is part of the outer answer
+        if not outermost or box[1] >= outermost[-1][2]:
+            outermost.append(box)
+    return outermost
+
+
+# Words joining two boxes that make them one hedged answer rather than a revision.
+_HEDGE_JOINERS = {"", ",", "or", "and", "/", ";", "or maybe", "or possibly", "either"}
+
+
+def _last_box(text: str) -> Extracted | None:
+    boxes = boxed_all(text)
+    if not boxes:
+        return None
+    content, start, _ = boxes[-1]
+    hedge = False
+    if len(boxes) > 1:
+        prev_content, _, prev_end = boxes[-2]
+        between = text[prev_end:start]
+        joiner = re.sub(r"[\s$\\()\[\]]|text|quad", "", between).strip().lower()
+        joiner = re.sub(r"\s+", " ", joiner)
+        hedge = prev_content.strip() != content.strip() and joiner in _HEDGE_JOINERS
+    return Extracted(content.strip(), "boxed", hedge)
+
+
+_HASH = re.compile(r"####\s*([^\n]*)")
+_ANSWER_IS = re.compile(
+    r"(?:final\s+answer|the\s+answer|answer)\s*(?:is|:|=)\s*:?\s*(.+?)(?=\s*(?:\.\s|\.$|\n|$))",
+    re.IGNORECASE,
+)
+_DOLLAR = re.compile(r"\$\$(.+?)\$\$|\$([^$]+?)\$|\\\[(.+?)\\\]|\\\((.+?)\\\)", re.DOTALL)
+_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?\s*%?")
+
+
+def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    last = None
+    for last in pattern.finditer(text):
+        pass
+    return last
+
+
+def extract(text: str, strategies: Iterable[str] = STRATEGIES) -> Extracted | None:
+    """The final answer of ``text`` by the first strategy that finds one, or None."""
+    tail = text[-_MAX_SCAN:]
+    for strategy in strategies:
+        if strategy == "boxed":
+            found = _last_box(text if len(text) <= 4 * _MAX_SCAN else tail)
+            if found is not None:
+                return found
+        elif strategy == "hash":
+            m = _last_match(_HASH, tail)
+            if m and m.group(1).strip():
+                return Extracted(m.group(1).strip(), "hash")
+        elif strategy == "answer_is":
+            m = _last_match(_ANSWER_IS, tail)
+            if m and m.group(1).strip():
+                return Extracted(m.group(1).strip(), "answer_is")
+        elif strategy == "dollar":
+            m = _last_match(_DOLLAR, tail)
+            if m:
+                inner = next(g for g in m.groups() if g is not None)
+                if inner.strip():
+                    return Extracted(inner.strip(), "dollar")
+        elif strategy == "last_number":
+            m = _last_match(_NUMBER, tail)
+            if m:
+                return Extracted(m.group(0).strip(), "last_number")
+        elif strategy == "whole":
+            if text.strip():
+                return Extracted(text.strip(), "whole")
+        else:
+            raise ValueError(f"unknown extraction strategy {strategy!r}; choose from {', '.join(STRATEGIES + ('whole',))}")
+    return None
+
+
+def unwrap_gold(gold: str) -> str:
+    """A gold answer as stored in datasets: bare LaTeX, a GSM8K ``… #### 42`` solution, or a
+    MATH solution with a ``\\boxed{}``; returns the answer part."""
+    if "####" in gold:
+        return gold.rsplit("####", 1)[1].strip()
+    if "\\boxed" in gold or "\\fbox" in gold:
+        found = _last_box(gold)
+        if found is not None:
+            return found.text
+    return gold.strip()

@@ -1,0 +1,105 @@
+"""Answer text -> sympy objects, without evaluating the text as Python.
+
+LaTeX goes through ``latex2sympy2_extended`` (an ANTLR grammar that builds sympy objects
+node by node). Its only string-to-sympy conversions of input text are ``sympy.Number(text)``
+on number tokens (``_Latex2Sympy.parse_number``) and on a whole answer matching a
+thousands-separated number (``convert_number``); ``sympy.Number(str)`` calls ``sympify``,
+i.e. ``eval``. The tokens are digits by the grammar, but ``SafeLatex2Sympy`` overrides both
+paths anyway to build exact Rationals from digits with ``int``, so no input text ever reaches
+``eval``. (Its other ``parse_expr`` call is on ``variable_values``, which we never pass.)
+Plain text (``2*sqrt(3)``) goes through ``math_plain``'s restricted parser.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+import sympy
+from latex2sympy2_extended.latex2sympy2 import ConversionConfig, _Latex2Sympy, comma_number_regex
+from latex2sympy2_extended.math_normalization import NormalizationConfig, normalize_latex
+
+from .math_latex_lite import latex_to_plain
+from .math_plain import PlainParseError, parse_plain
+from .math_text import split_percent, strip_noise
+
+_NUMBER_TEXT = re.compile(r"([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,4}))?")
+_MAX_NUMBER_DIGITS = 4000
+
+NORMALIZATION = NormalizationConfig(basic_latex=True, units=True, malformed_operators=True,
+                                    nits=True, boxed="all", equations=False)
+CONVERSION = ConversionConfig()
+
+
+def safe_number(text: str) -> sympy.Rational:
+    """Digits (thousands commas, decimal point, e-notation) -> an exact sympy Rational."""
+    t = text.replace(",", "").replace(" ", "")
+    m = _NUMBER_TEXT.fullmatch(t)
+    if m is None or not (m.group(2) or m.group(3)):
+        raise ValueError(f"not a number: {text[:40]!r}")
+    sign, whole, frac, exp = m.group(1), m.group(2) or "", m.group(3) or "", m.group(4)
+    if len(whole) + len(frac) > _MAX_NUMBER_DIGITS:
+        raise ValueError("number too long")
+    value = sympy.Rational(int(whole + frac or "0"), 10 ** len(frac))
+    if exp is not None:
+        value = value * sympy.Rational(10) ** int(exp)
+    return -value if sign == "-" else value
+
+
+class SafeLatex2Sympy(_Latex2Sympy):
+    """latex2sympy2_extended's converter with number tokens read by ``safe_number``."""
+
+    def parse_number(self, text: str) -> sympy.Rational:  # noqa: D102 - see class docstring
+        return safe_number(text)
+
+    def parse(self, latex_str: str) -> Any:  # noqa: D102 - see class docstring
+        if comma_number_regex.match(latex_str):
+            return safe_number(latex_str.strip())
+        return super().parse(latex_str)
+
+
+def parse_latex(text: str) -> Any:
+    """Parse LaTeX (normalised the way math-verify does: units, ``\\text{}``, ``\\frac12``)."""
+    normalized = normalize_latex(text, NORMALIZATION)
+    return SafeLatex2Sympy(config=CONVERSION).parse(normalized)
+
+
+_LATEXISH = re.compile(r"[\\{}]")
+
+
+def parse_math(text: str) -> Any:
+    """Parse one answer (no percent sign) into a sympy object; raises on failure.
+
+    Plain text, and LaTeX within ``math_latex_lite``'s subset, is tried with the restricted
+    parser first (fast; it knows ``sqrt(3)``, ``**``), other LaTeX with latex2sympy2_extended
+    first; each falls back to the other.
+    """
+    if _LATEXISH.search(text):
+        lite = latex_to_plain(text)
+        attempts = ((lambda _t: parse_plain(lite)), parse_latex) if lite is not None else (parse_latex, parse_plain)
+    else:
+        attempts = (parse_plain, parse_latex)
+    error: Exception | None = None
+    for attempt in attempts:
+        try:
+            return attempt(text)
+        except (PlainParseError, RecursionError) as exc:
+            error = exc
+        except Exception as exc:  # the ANTLR converter raises bare Exception on bad input
+            error = exc
+    raise ValueError(f"cannot parse {text[:60]!r}: {error}")
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_answer(text: str, percent: str = "both") -> list[Any]:
+    """All readings of an answer: one object, or for ``28\\%`` the readings the percent policy
+    allows (``"both"``: 28 and 0.28; ``"fraction"``: 0.28; ``"number"``: 28)."""
+    text = strip_noise(text)
+    body, is_percent = split_percent(text)
+    value = parse_math(body)
+    if not is_percent:
+        return [value]
+    if percent == "number":
+        return [value]
+    scaled = sympy.Mul(value, sympy.Rational(1, 100))
+    return [scaled] if percent == "fraction" else [value, scaled]

@@ -1,0 +1,236 @@
+"""A restricted parser for plain-text math (``2*sqrt(3)/4``, ``x^2 - 1``, ``(1, 2)``).
+
+It builds sympy objects directly from a fixed grammar — numbers, ``+ - * / ^ **``, ``!``,
+parentheses, a whitelist of functions and constants, names as Symbols — and never calls
+``eval``, ``sympify`` or ``parse_expr`` (which evaluate Python), so model text cannot run code.
+Length and depth are bounded.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+import sympy
+
+MAX_LENGTH = 2000
+MAX_DEPTH = 60
+
+_TOKEN = re.compile(r"\s*(?:(\d+\.\d*|\.\d+|\d+)|([A-Za-z_][A-Za-z_0-9]*)|(\*\*|[-+*/^(),!{}\[\]=]))")
+
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "sqrt": sympy.sqrt, "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan,
+    "cot": sympy.cot, "sec": sympy.sec, "csc": sympy.csc, "asin": sympy.asin,
+    "acos": sympy.acos, "atan": sympy.atan, "arcsin": sympy.asin, "arccos": sympy.acos,
+    "arctan": sympy.atan, "log": sympy.log, "ln": sympy.log, "exp": sympy.exp, "abs": sympy.Abs,
+}
+_CONSTANTS: dict[str, Any] = {"pi": sympy.pi, "e": sympy.E, "oo": sympy.oo, "inf": sympy.oo,
+                              "infinity": sympy.oo, "infty": sympy.oo}
+
+
+class PlainParseError(ValueError):
+    """The text is not in the plain-math grammar."""
+
+
+def _tokenize(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            raise PlainParseError(f"unexpected character {text[pos:pos + 1]!r}")
+        pos = m.end()
+        if m.group(1) is not None:
+            tokens.append(("num", m.group(1)))
+        elif m.group(2) is not None:
+            tokens.append(("name", m.group(2)))
+        else:
+            tokens.append(("op", m.group(3)))
+    return tokens
+
+
+def _number(text: str) -> sympy.Expr:
+    # Exact rationals from decimal text: "0.25" -> 1/4, so 1/4 and 0.25 compare exactly.
+    if "." in text:
+        whole, frac = text.split(".")
+        return sympy.Rational(int((whole or "0") + frac), 10 ** len(frac)) if frac else sympy.Integer(int(whole))
+    return sympy.Integer(int(text))
+
+
+class _Parser:
+    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+        self.tokens = tokens
+        self.i = 0
+        self.depth = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self, value: str | None = None) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None or (value is not None and tok[1] != value):
+            raise PlainParseError(f"expected {value or 'a token'}")
+        self.i += 1
+        return tok
+
+    def at(self, *values: str) -> bool:
+        tok = self.peek()
+        return tok is not None and tok[0] == "op" and tok[1] in values
+
+    def top(self) -> Any:
+        """A comma list (tuple/set), an equation chain (last value kept by the caller), or one expression."""
+        parts = [self.sequence()]
+        while self.at("="):
+            self.take("=")
+            parts.append(self.sequence())
+        if self.peek() is not None:
+            raise PlainParseError("trailing input")
+        if len(parts) == 1:
+            return parts[0]
+        return sympy.Eq(parts[-2], parts[-1], evaluate=False)
+
+    def sequence(self) -> Any:
+        items = [self.expr()]
+        while self.at(","):
+            self.take(",")
+            items.append(self.expr())
+        return items[0] if len(items) == 1 else sympy.FiniteSet(*items)
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise PlainParseError("nesting too deep")
+
+    def expr(self) -> Any:
+        self.enter()
+        left = self.term()
+        while self.at("+", "-"):
+            op = self.take()[1]
+            right = self.term()
+            left = left + right if op == "+" else left - right
+        self.depth -= 1
+        return left
+
+    def term(self) -> Any:
+        left = self.unary()
+        while True:
+            if self.at("*", "/"):
+                op = self.take()[1]
+                right = self.unary()
+                left = left * right if op == "*" else left / right
+            elif self.peek() is not None and (self.peek()[0] in ("num", "name") or self.at("(")):
+                left = left * self.power()  # implicit multiplication: 2x, 3(x+1), 2sqrt(3)
+            else:
+                return left
+
+    def unary(self) -> Any:
+        if self.at("-"):
+            self.take()
+            self.enter()
+            value = -self.unary()
+            self.depth -= 1
+            return value
+        if self.at("+"):
+            self.take()
+            return self.unary()
+        return self.power()
+
+    def power(self) -> Any:
+        base = self.postfix()
+        if self.at("^", "**"):
+            self.take()
+            self.enter()
+            exponent = self.unary()
+            self.depth -= 1
+            return sympy.Pow(base, exponent)
+        return base
+
+    def postfix(self) -> Any:
+        value = self.atom()
+        while self.at("!"):
+            self.take()
+            value = sympy.factorial(value)
+        return value
+
+    def atom(self) -> Any:
+        tok = self.peek()
+        if tok is None:
+            raise PlainParseError("unexpected end")
+        kind, text = tok
+        if kind == "num":
+            self.take()
+            return _number(text)
+        if kind == "name":
+            self.take()
+            low = text.lower()
+            if low in _FUNCTIONS and self.at("("):
+                self.take("(")
+                self.enter()
+                arg = self.expr()
+                self.depth -= 1
+                self.take(")")
+                return _FUNCTIONS[low](arg)
+            if low in _CONSTANTS:
+                return _CONSTANTS[low]
+            if len(text) > 1 and not text.isalpha():
+                raise PlainParseError(f"unknown name {text!r}")
+            if len(text) > 3:
+                raise PlainParseError(f"unknown word {text!r}")  # prose, not math
+            # "ab" is a product of names, as in LaTeX (where it would be the same)
+            # names are lower-cased, as latex2sympy2_extended does, so both parsers agree
+            return sympy.Mul(*[sympy.Symbol(c.lower()) for c in text]) if text.isalpha() else sympy.Symbol(text.lower())
+        if text in ("(", "["):
+            close = ")" if text == "(" else "]"
+            self.take()
+            self.enter()
+            inner = self.sequence()
+            self.depth -= 1
+            self.take(close)
+            if isinstance(inner, sympy.FiniteSet):
+                raise PlainParseError("tuple inside an expression")
+            return inner
+        raise PlainParseError(f"unexpected {text!r}")
+
+
+def _split_top_level(inner: str) -> list[str] | None:
+    """``a, (b, c), d`` -> ``['a', '(b, c)', 'd']``; None when brackets do not balance."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(inner):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif c == "," and depth == 0:
+            parts.append(inner[start:i])
+            start = i + 1
+    parts.append(inner[start:])
+    return parts if depth == 0 else None
+
+
+def parse_plain(text: str) -> Any:
+    """Parse plain-text math into a sympy object; raises PlainParseError when it is not one.
+
+    A top-level comma list in parentheses is a Tuple, in braces a FiniteSet, bare a FiniteSet.
+    """
+    if len(text) > MAX_LENGTH:
+        raise PlainParseError("too long")
+    stripped = text.strip()
+    opener = stripped[:1]
+    if opener == "{" and stripped.endswith("}") and _split_top_level(stripped[1:-1]) is not None:
+        inner = stripped[1:-1]
+        return sympy.FiniteSet(*[parse_plain(part) for part in _split_top_level(inner) or []]) if inner.strip() \
+            else sympy.EmptySet
+    if stripped and opener in "({[" and stripped[-1:] in ")}]" and "," in stripped:
+        parts = _split_top_level(stripped[1:-1])
+        if parts is not None and len(parts) > 1:
+            items = [parse_plain(part) for part in parts]
+            if opener == "{":
+                return sympy.FiniteSet(*items)
+            if len(items) == 2 and (opener == "[" or stripped[-1] == "]"):
+                # [a, b], [a, b), (a, b]: an interval; (a, b) stays a tuple (compared as either)
+                return sympy.Interval(items[0], items[1], opener == "(", stripped[-1] == ")")
+            return sympy.Tuple(*items)
+    parser = _Parser(_tokenize(stripped))
+    return parser.top()
