@@ -154,7 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .runner.trainer import train
 
     result = train(config)
-    print(json.dumps({"output_dir": str(result.output_dir), **result.final_metrics}))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one result line
+        print(json.dumps({"output_dir": str(result.output_dir), **result.final_metrics}))
     return 0
 
 

@@ -60,6 +60,8 @@ class RewardConfig:
     """Weight in the summed reward; 0 logs the reward without optimising it."""
     options: dict[str, Any] = field(default_factory=dict)
     """Options passed to the reward (``get_reward(name, **options)``)."""
+    timeout: float | None = None
+    """Seconds one batch may take (in-process rewards; a late batch is a fault, see ``rollout.reward_errors``); null: no limit."""
 
 
 @dataclass
@@ -225,6 +227,8 @@ class RunConfig:
         check(self.save_every >= 0, "save_every", self.save_every, "an integer >= 0")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, "an integer >= 1")
         check(len(self.rewards) >= 1, "rewards", self.rewards, "at least one reward")
+        for i, r in enumerate(self.rewards):
+            check(r.timeout is None or r.timeout > 0, f"rewards[{i}].timeout", r.timeout, "a number of seconds > 0, or null")
         check(any(r.weight != 0 for r in self.rewards), "rewards", [r.name for r in self.rewards],
               "at least one reward with a non-zero weight")
         check(self.resume is False or self.overwrite is False, "overwrite", self.overwrite,

@@ -98,6 +98,9 @@ def run_trl(work: Workload, model_dir: str, data_file: str) -> dict:
         adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, max_grad_norm=work.max_grad_norm,
         max_steps=work.steps, shuffle_dataset=False, dataloader_num_workers=0,
         logging_steps=10**9, save_strategy="no", report_to="none", disable_tqdm=True, log_completions=False,
+        # TRL's own defaults are bf16 autocast and gradient checkpointing; rftgym on CPU runs fp32 and keeps
+        # activations, so both are set to match (identical arithmetic); flags of the parent override them.
+        gradient_checkpointing=bool(work.extra.get("trl_gradient_checkpointing", False)),
     )
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -34,7 +34,7 @@ class Workload:
     """Optimizer steps per run, warm-up included."""
     warmup: int = 5
     """Steps excluded from the timing (allocator, first-call dispatch, lazy imports)."""
-    threads: int = 2
+    threads: int = 1
     seed: int = 0
     max_grad_norm: float = 1.0
     clip: float = 0.2

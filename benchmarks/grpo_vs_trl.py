@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny random model, few steps, one repetition")
     p.add_argument("--repeats", type=int, default=None, help="A/B pairs (default 3; 1 with --quick)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per run, warm-up included")
-    p.add_argument("--threads", type=int, default=2, help="torch threads in each child (the same for both)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads in each child, the same for both (1: robust on a shared machine; see README)")
     p.add_argument("--model", choices=("warm", "random"), default=None,
                    help="warm: arithmetic-pretrained tiny model (default); random: fresh weights")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -95,16 +96,20 @@ def main(argv: list[str] | None = None) -> int:
             for fw in order:
                 result = run_child(Path(__file__).resolve(), {**payload, "framework": fw}, timeout)
                 runs[fw].append(result)
-                msg = result.get("error") or f"{result['s_per_step']:.4f} s/step, peak RSS {result['peak_rss_mb']:.0f} MiB"
+                msg = result.get("error") or f"{result['s_per_step']:.4f} s/step ({result['cpu_s_per_step']:.4f} CPU s), peak RSS {result['peak_rss_mb']:.0f} MiB"
                 print(f"bench: rep {rep + 1}/{repeats} {fw}: {msg}", file=sys.stderr)
                 loads.append(load_average())
     s = summarise(runs, "s_per_step")
     rss = summarise(runs, "peak_rss_mb")
+    cpu = summarise(runs, "cpu_s_per_step")
     report = {
         "speedup": s["trl"] / s["rftgym"] if "trl" in s else None,
         "rftgym_s_per_step": s["rftgym"],
         "trl_s_per_step": s.get("trl"),
         "rss_ratio": rss["rftgym"] / rss["trl"] if "trl" in rss else None,
+        "cpu_speedup": cpu["trl"] / cpu["rftgym"] if "trl" in cpu else None,
+        "rftgym_cpu_s_per_step": cpu["rftgym"],
+        "trl_cpu_s_per_step": cpu.get("trl"),
         "rftgym_peak_rss_mb": rss["rftgym"],
         "trl_peak_rss_mb": rss.get("trl"),
         "trl_available": trl_missing is None,
@@ -116,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.perf_counter() - started, 1),
     }
     if args.time_to_accuracy:
-        report["time_to_accuracy_s"] = summarise(runs, "time_to_target_s")
+        reached = summarise(runs, "time_to_target_s")  # nan (no run reached the target) -> null
+        report["time_to_accuracy_s"] = {fw: (None if v != v else v) for fw, v in reached.items()}
         report["evals"] = {fw: [r.get("evals") for r in rs] for fw, rs in runs.items()}
     print(json.dumps(report))
     return 1 if report["errors"] else 0

@@ -9,22 +9,29 @@ _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) with balanced braces, or None."""
-    starts = [m.end() for m in _BOXED.finditer(text)]
-    for start in reversed(starts):
-        depth, i = 1, start
-        while i < len(text):
-            ch = text[i]
-            if ch == "\\" and i + 1 < len(text):  # skip escaped braces such as \{ and \}
-                i += 2
-                continue
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i].strip()
-            i += 1
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) with balanced braces, or None.
+
+    One pass with a stack of open braces (linear: completions reach this through the format
+    rewards, and re-scanning from every ``\\boxed{`` was quadratic on nested boxes).
+    """
+    opens = {m.end() - 1 for m in _BOXED.finditer(text)}  # index of each box's "{"
+    stack: list[int] = []
+    best: tuple[int, int] | None = None
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\" and i + 1 < n:  # skip escaped braces such as \{ and \}
+            i += 2
+            continue
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            start = stack.pop()
+            if start in opens and (best is None or start > best[0]):
+                best = (start, i)
+        i += 1
+    if best is not None:
+        return text[best[0] + 1:best[1]].strip()
     # "\boxed 5" (no braces) is also valid LaTeX
     match = None
     for match in re.finditer(r"\\boxed\s+([^\s$]+)", text):

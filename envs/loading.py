@@ -55,7 +55,10 @@ def load_data(*, path: str | None = None, name: str | None = None, data_files: A
         missing = [f for f in _file_list(data_files) if "*" not in f and not os.path.exists(f)]
         if missing:
             raise DataError(f"data file not found: {missing[0]}")
-        data = datasets.load_dataset(builder, data_files=data_files, streaming=streaming, cache_dir=cache_dir)
+        empty = [f for f in _file_list(data_files) if "*" not in f and os.path.isfile(f) and os.path.getsize(f) == 0]
+        if empty:
+            raise DataError(f"data file {empty[0]} is empty")
+        data = _load_local(datasets, builder, data_files, streaming, cache_dir)
         return pick_split(data, split)
     if path is None:
         raise TypeError("missing argument 'path' (or 'data_files' or 'dataset')")
@@ -64,6 +67,52 @@ def load_data(*, path: str | None = None, name: str | None = None, data_files: A
         raise DataError(f"data file not found: {path}")
     data = datasets.load_dataset(path, name, streaming=streaming, cache_dir=cache_dir)
     return pick_split(data, split)
+
+
+def _load_local(datasets: Any, builder: str, data_files: Any, streaming: bool, cache_dir: str | None) -> Any:
+    """``datasets.load_dataset`` on local files; a file it cannot read is one DataError naming it.
+
+    ``datasets`` logs its own multi-line report of a parse failure; the DataError carries the
+    cause instead, so that logger is quieted for the call.
+    """
+    import logging
+
+    quiet = logging.getLogger("datasets")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        data = datasets.load_dataset(builder, data_files=data_files, streaming=streaming, cache_dir=cache_dir)
+        _check_utf8(data, data_files)
+        return data
+    except DataError:
+        raise
+    except Exception as exc:
+        cause: BaseException = exc
+        while cause.__cause__ is not None or (cause.__context__ is not None and not str(cause).strip()):
+            cause = cause.__cause__ or cause.__context__  # the parser's own error, not the wrapper's
+        what = "not UTF-8 text" if isinstance(cause, UnicodeDecodeError) else f"not readable as {builder}"
+        text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        files = ", ".join(_file_list(data_files))
+        raise DataError(f"data file {files} is {what}: {type(cause).__name__}: {text}") from exc
+    finally:
+        quiet.setLevel(level)
+
+
+def _check_utf8(data: Any, data_files: Any) -> None:
+    """Arrow reads invalid UTF-8 into string columns and fails only when a row is read, which
+    could be hours into a run: validate every string column now (C speed)."""
+    parts = data.values() if hasattr(data, "values") else [data]
+    for part in parts:
+        table = getattr(getattr(part, "data", None), "table", None)  # streaming datasets have none
+        if table is None:
+            continue
+        for name in table.column_names:
+            try:
+                table.column(name).validate(full=True)
+            except Exception as exc:  # pyarrow.ArrowInvalid
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise DataError(f"data file {', '.join(_file_list(data_files))}: column {name!r} is not valid "
+                                f"UTF-8 text ({text})") from None
 
 
 def _file_list(data_files: Any) -> list[str]:

@@ -200,6 +200,11 @@ class _RowMapper:
                 extra = "; pass answer_column=None for data without answers" if what == "answer_column" else ""
                 raise DataError(f"{what} {column!r} not found{did}; columns found: {', '.join(found) or '(none)'}{extra}")
 
+    def describe(self) -> str:
+        """The columns read, for messages: ``prompt_column='q', answer_column='a'``."""
+        text = f"prompt_column={self.prompt_column!r}"
+        return text + (f", answer_column={self.answer_column!r}" if self.answer_column is not None else "")
+
     def valid_prompt(self, prompt: Any) -> bool:
         if prompt is None:
             return False
@@ -249,7 +254,8 @@ class TableSource(PromptSource):
         self.answers = answers
         self.skipped = len(table) - len(self.indices)
         if not self.indices:
-            raise DataError(f"the dataset has no usable rows: all {len(table)} have an empty prompt or answer")
+            raise DataError(f"the dataset has no usable rows: all {len(table)} have an empty prompt or answer "
+                            f"({mapper.describe()})")
         if self.skipped:
             warnings.warn(f"skipped {self.skipped} of {len(table)} rows with a missing or empty prompt or answer",
                           stacklevel=4)

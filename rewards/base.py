@@ -89,17 +89,26 @@ class Reward:
 
 
 def _check_options(name: str, fn: Callable[..., Any], options: dict[str, Any], skip_first: bool) -> None:
-    """Reject an unknown option now, naming it and the accepted ones, instead of at first call."""
-    if not options:
-        return
+    """Reject an unknown option now, naming it and the accepted ones, instead of at first call;
+    for a class reward, also a required constructor option that is missing."""
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return
     if skip_first and params:
         params = params[1:]
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return
+    if options and not any(p.kind is p.VAR_KEYWORD for p in params):
+        _check_unknown(name, params, options)
+    required = [p.name for p in params if p.default is p.empty and p.name not in options
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if skip_first and required:  # a class reward: its constructor needs these now
+        from ..errors import ConfigError
+
+        raise ConfigError(f"reward {name!r} needs option {required[0]!r} "
+                          f"(rewards[i].options.{required[0]}); required: {', '.join(required)}")
+
+
+def _check_unknown(name: str, params: list, options: dict[str, Any]) -> None:
     accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
                 and p.name not in {"prompts", "completions"}]
     for key in options:

@@ -44,9 +44,30 @@ def _brace_group(text: str, start: int) -> tuple[str, int] | None:
     return None
 
 
+def _brace_matches(text: str) -> dict[int, int]:
+    """``{index of "{": index of its "}"}`` for every balanced group, in one pass (the same
+    ``\\`` escape rule as :func:`_brace_group`). Calling ``_brace_group`` once per box was
+    quadratic on a completion that repeats ``\\boxed{`` without closing it."""
+    matches: dict[int, int] = {}
+    stack: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            stack.append(i)
+        elif c == "}" and stack:
+            matches[stack.pop()] = i
+        i += 1
+    return matches
+
+
 def boxed_all(text: str) -> list[tuple[str, int, int]]:
     """Every ``\\boxed{…}``/``\\fbox{…}`` (and ``\\boxed 5``) as ``(content, start, end)``."""
     found: list[tuple[str, int, int]] = []
+    matches: dict[int, int] | None = None
     for cmd in _BOX_COMMANDS:
         pos = text.find(cmd)
         while pos != -1:
@@ -55,9 +76,11 @@ def boxed_all(text: str) -> list[tuple[str, int, int]]:
             while j < len(text) and text[j] == " ":
                 j += 1
             if j < len(text) and text[j] == "{":
-                group = _brace_group(text, j)
-                if group is not None:
-                    found.append((group[0], pos, group[1]))
+                if matches is None:
+                    matches = _brace_matches(text)
+                close = matches.get(j)
+                if close is not None:
+                    found.append((text[j + 1:close], pos, close + 1))
             elif j > after and j < len(text):  # "\boxed 5": one token after a space
                 m = re.match(r"[^\s$]+", text[j:j + 200])
                 if m:

@@ -184,6 +184,7 @@ class CheckerPool:
         results: list[tuple[bool, str] | None] = [None] * len(jobs)
         pending = list(range(len(jobs)))[::-1]
         inflight: dict[Connection, tuple[_Worker, int, float]] = {}
+        retried: set[int] = set()
         while pending or inflight:
             while pending:
                 w = self._acquire(block=not inflight)
@@ -209,9 +210,13 @@ class CheckerPool:
                     results[index] = conn.recv()  # type: ignore[union-attr]
                     self._idle.put(w)
                 except (EOFError, OSError):
-                    results[index] = (False, "worker died")
-                    self._count("crashes", jobs[index])
+                    self._count("crashes", jobs[index], "scored 0.0" if index in retried else "checking it again")
                     self._replace(w, "worker died")
+                    if index in retried:  # died twice on this check: the input itself kills workers
+                        results[index] = (False, "worker died")
+                    else:  # killed from outside (OOM killer, a stray kill): check it again once
+                        retried.add(index)
+                        pending.append(index)
             now = time.monotonic()
             for conn, (w, index, deadline) in list(inflight.items()):
                 if now >= deadline:
@@ -223,8 +228,12 @@ class CheckerPool:
             self.stats["checks"] += len(jobs)
         return [r if r is not None else (False, "lost") for r in results]
 
-    def _count(self, key: str, job: tuple[str, str, Any]) -> None:
+    def _count(self, key: str, job: tuple[str, str, Any], outcome: str = "scored 0.0") -> None:
         with self._lock:
             self.stats[key] += 1
-        logger.warning("math check %s after %.1fs: gold=%.80r prediction=%.80r (scored 0.0)",
-                       key.rstrip("s").replace("crashe", "crash"), self.timeout, job[0], job[1])
+        if key == "timeouts":
+            logger.warning("math check timeout after %.1fs: gold=%.80r prediction=%.80r (%s)",
+                           self.timeout, job[0], job[1], outcome)
+        else:
+            logger.warning("math checker worker died during a check: gold=%.80r prediction=%.80r (%s)",
+                           job[0], job[1], outcome)

@@ -128,11 +128,10 @@ class Policy:
     def decode(self, completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> list[str]:
         """Completion texts without EOS and padding."""
         eos = set(self.eos_ids)
-        out = []
-        for ids, mask in zip(completion_ids.tolist(), completion_mask.tolist()):
-            toks = [t for t, m in zip(ids, mask) if m and t not in eos]
-            out.append(self.tokenizer.decode(toks, skip_special_tokens=True))
-        return out
+        rows = [[t for t, m in zip(ids, mask) if m and t not in eos]
+                for ids, mask in zip(completion_ids.tolist(), completion_mask.tolist())]
+        # One batched call: a fast tokenizer decodes the whole batch in Rust.
+        return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
 
     # -- sampling -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -242,20 +241,69 @@ def _idle_decode(model: torch.nn.Module, t: int, max_new_tokens: int, pad_id: in
             return
 
 
+def _shared_prompt_logits(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                          completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor | None:
+    """Logits ``[N, T, V]`` predicting each completion token, each distinct prompt run once.
+
+    A GRPO batch holds each prompt G times. The distinct prompts go through the model once
+    (with gradients); their KV cache is indexed out to the N rows, and only the completion
+    tokens run per row, so the forward and backward see ``U·P + N·(T−1)`` tokens instead of
+    ``N·(P+T)``. Gradients reach the prompt positions through the cache (the indexing's
+    backward sums the G rows). Same logits as the full-sequence forward up to float rounding.
+    None when there is little to share or the model returns no cache (gradient checkpointing).
+    """
+    N, P = prompt_ids.shape
+    T = completion_ids.size(1)
+    inner = getattr(model, "module", model)
+    # transformers 5 renamed the flag (the old name warns); older releases only have the old one
+    name = "is_activation_checkpointing" if hasattr(type(inner), "is_activation_checkpointing") \
+        else "is_gradient_checkpointing"
+    if inner.training and getattr(inner, name, False):
+        return None  # transformers turns the cache off under gradient checkpointing
+    keys, inverse = torch.unique(torch.cat([prompt_ids, prompt_mask.to(prompt_ids.dtype)], dim=1), dim=0,
+                                 return_inverse=True)
+    if keys.size(0) * 4 > N * 3:  # under 25% fewer prompt rows: the extra call costs more than it saves
+        return None
+    uniq_ids, uniq_mask = keys[:, :P], keys[:, P:].to(prompt_mask.dtype)
+    out = model(input_ids=uniq_ids, attention_mask=uniq_mask, position_ids=_position_ids(uniq_mask),
+                use_cache=True, logits_to_keep=1)
+    cache = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
+    if cache is None or not hasattr(cache, "batch_select_indices"):
+        return None
+    first = out.logits[:, -1:][inverse]                                # [N, 1, V] predicts completion token 0
+    if T == 1:
+        return first
+    cache.batch_select_indices(inverse)                                # [U, …] -> [N, …], differentiable
+    attention_mask = torch.cat([prompt_mask, completion_mask[:, :-1]], dim=1)   # [N, P+T-1]
+    position_ids = prompt_mask.sum(-1, keepdim=True) + torch.arange(T - 1, device=prompt_ids.device)
+    cache_arg = _cache_kwarg(inner)
+    rest = model(input_ids=completion_ids[:, :-1], attention_mask=attention_mask, position_ids=position_ids,
+                 use_cache=True, **{cache_arg: cache})
+    return torch.cat([first, rest.logits], dim=1)                     # [N, T, V]
+
+
 def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                         completion_ids: torch.Tensor, completion_mask: torch.Tensor, temperature: float = 1.0,
-                        with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                        with_entropy: bool = False, share_prompts: bool = False
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs ``[N, T]`` of the completion tokens (and entropies, detached).
 
     Only the ``T + 1`` last positions' logits are materialised (``logits_to_keep``); the
     log-prob is a fused cross-entropy, so no ``[N, T, V]`` log-softmax is kept for backward.
+    ``share_prompts``: run each distinct prompt once (see :func:`_shared_prompt_logits`); only
+    for a model called directly (a DDP/FSDP wrapper expects one forward per backward).
     """
-    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)          # [N, P+T]
-    attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)   # [N, P+T]
     T = completion_ids.size(1)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=_position_ids(attention_mask),
-                use_cache=False, logits_to_keep=T + 1)
-    logits = out.logits[:, :-1].float() / temperature                   # [N, T, V]: position t predicts token t
+    logits = None
+    if share_prompts and T > 0:
+        logits = _shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+    if logits is None:
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)          # [N, P+T]
+        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)   # [N, P+T]
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=_position_ids(attention_mask),
+                    use_cache=False, logits_to_keep=T + 1)
+        logits = out.logits[:, :-1]                                     # position t predicts token t
+    logits = logits.float() / temperature                               # [N, T, V]
     logp = -F.cross_entropy(logits.transpose(1, 2), completion_ids, reduction="none")  # [N, T]
     logp = logp * completion_mask
     entropy = None

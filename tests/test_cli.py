@@ -91,7 +91,7 @@ def test_dry_run_prints_the_resolved_config(capsys, toy, tmp_path):
     assert captured.err == ""
     resolved = yaml.safe_load(captured.out)
     assert resolved["algo"] == {"name": "toy", "group_size": 1, "epochs": 1, "minibatches": 1, "beta": 0.1}
-    assert resolved["rewards"] == [{"name": "toy", "weight": 0.5, "options": {}}]
+    assert resolved["rewards"] == [{"name": "toy", "weight": 0.5, "options": {}, "timeout": None}]
     assert resolved["train"]["lr"] == 1e-4 and resolved["train"]["max_steps"] == 3
     assert (resolved["seed"], resolved["save_every"], resolved["device"]) == (5, 2, "cpu")
     assert resolved["output_dir"] == str(tmp_path / "run") and resolved["resume"] is True

@@ -110,7 +110,7 @@ def test_overrides_edit_the_defaults_not_replace_them():
     data: dict = {}
     apply_override(data, ["rewards", "0", "weight"], 0.5, defaults)
     apply_override(data, ["env", "eval_kwargs", "digits"], 3, defaults)
-    assert data["rewards"] == [{"name": "math", "weight": 0.5, "options": {}}]
+    assert data["rewards"] == [{"name": "math", "weight": 0.5, "options": {}, "timeout": None}]
     assert data["env"]["eval_kwargs"] == {"split": "test", "digits": 3}
     assert defaults["rewards"][0]["weight"] == 1.0  # the default tree itself is untouched
 

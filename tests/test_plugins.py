@@ -357,10 +357,10 @@ def test_duplicate_between_entry_points_fails_the_second(make_dist, capsys):
 
 
 @pytest.mark.parametrize("lookup, expected", [
-    (lambda: rftgym.get_reward("mathh"), r"unknown reward 'mathh'; did you mean 'math'\? available: exact_match, format"),
+    (lambda: rftgym.get_reward("mathh"), r"unknown reward 'mathh'; did you mean 'math'\? available: (\w+, )*exact_match, format"),
     (lambda: rftgym.get_algorithm("grp0"), r"unknown algorithm 'grp0'; did you mean 'grpo'\? available: (\w+, )*grpo, (\w+, )*ppo"),
     (lambda: rftgym.make("rftgym/Arithmetc-v0"), r"unknown env 'rftgym/Arithmetc-v0'; did you mean 'rftgym/Arithmetic-v0'\?"),
-    (lambda: rftgym.get_reward("zzzzzz"), r"^unknown reward 'zzzzzz' available: exact_match"),
+    (lambda: rftgym.get_reward("zzzzzz"), r"^unknown reward 'zzzzzz' available: (\w+, )*exact_match"),
 ])
 def test_unknown_names_list_what_exists(monkeypatch, lookup, expected):
     monkeypatch.setenv("RFTGYM_LOAD_PLUGINS", "")

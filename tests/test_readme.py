@@ -48,7 +48,7 @@ def test_plugin_example_train_command_validates(tmp_path, run_cli):
     proc = run_cli("train", "--plugin", "my_reward.py", "--reward", "my_reward", "--dry-run",
                    env={"RFTGYM_LOAD_PLUGINS": ""}, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert yaml.safe_load(proc.stdout)["rewards"] == [{"name": "my_reward", "weight": 1.0, "options": {}}]
+    assert yaml.safe_load(proc.stdout)["rewards"] == [{"name": "my_reward", "weight": 1.0, "options": {}, "timeout": None}]
 
 
 def test_in_process_example_runs(monkeypatch):

@@ -25,7 +25,6 @@ MAX_DEPTH = 32  # parenthesis nesting (bounds the parser's recursion)
 MAX_LITERAL_DIGITS = 12
 
 _TOKEN = re.compile(r"\s*(?:(\d+)|([-+*/()]))")
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
 class ExpressionError(ValueError):
@@ -142,9 +141,11 @@ def evaluate(tree: Any) -> Fraction:
 def extract_expression(completion: str) -> str:
     """The expression in a completion: the last ``<answer>...</answer>``, else the last non-empty
     line; a trailing ``= value`` is dropped."""
-    tagged = _ANSWER_TAG.findall(completion)
-    if tagged:
-        text = tagged[-1]
+    # rfind, not a regex: "<answer>" repeated without a closing tag made findall quadratic.
+    end = completion.rfind("</answer>")
+    start = completion.rfind("<answer>", 0, end) if end != -1 else -1
+    if start != -1:
+        text = completion[start + len("<answer>"):end]
     else:
         lines = [line for line in completion.strip().splitlines() if line.strip()]
         text = lines[-1] if lines else ""
