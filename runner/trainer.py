@@ -429,7 +429,8 @@ class Trainer:
             ckpt.prepare_tmp(self.output_dir, step)
         barrier(self.dist)
         env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else {}
-        ckpt.write_rank_state(path, self.dist.rank, {"env": json.dumps(env_state), "obs": list(obs)})
+        ckpt.write_rank_state(path, self.dist.rank, {"env": json.dumps(env_state), "obs": list(obs),
+                                                     "rewards": json.dumps(self._reward_states())})
         barrier(self.dist)
         state = {"algorithm": self.algorithm.state_dict(), "evaluated_step": self._evaluated_step,
                  "world_size": self.dist.world_size, "nonfinite": self._nonfinite}
@@ -443,6 +444,15 @@ class Trainer:
             ckpt.commit(self.output_dir, step, self.config.keep_checkpoints)
         barrier(self.dist)
 
+    def _reward_states(self) -> dict[str, Any]:
+        """State of rewards that keep some (e.g. a reward model's running normalisation)."""
+        states = {}
+        for name, reward in self.pipeline.rewards.items():
+            state_dict = getattr(reward.impl, "state_dict", None)
+            if callable(state_dict):
+                states[name] = state_dict()
+        return states
+
     def _restore(self) -> Any:
         if self.fsdp:
             from .parallel import load_full_checkpoint
@@ -455,6 +465,8 @@ class Trainer:
         self.algorithm.load_state_dict(state.get("algorithm", {}))
         self._evaluated_step = state.get("evaluated_step", -1)
         self._nonfinite = state.get("nonfinite", 0)
+        for name, reward_state in json.loads(extras.get("rewards", "{}")).items():
+            self.pipeline.rewards[name].impl.load_state_dict(reward_state)
         if hasattr(self.env, "load_state_dict"):
             self.env.load_state_dict(json.loads(extras["env"]))
         step = int(state["step"])
