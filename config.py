@@ -68,7 +68,7 @@ class RewardConfig:
 class RolloutConfig:
     """Sampling of completions."""
 
-    prompts_per_step: int = 16
+    prompts_per_step: int = 32
     """Distinct prompts per optimizer step (each sampled ``algo.group_size`` times)."""
     max_new_tokens: int = 8
     """Longest completion in tokens."""
@@ -90,7 +90,7 @@ class TrainConfig:
 
     max_steps: int = 200
     """Optimizer steps to run."""
-    lr: float = 1e-5
+    lr: float = 1e-4
     """Peak learning rate of AdamW."""
     weight_decay: float = 0.0
     """AdamW decoupled weight decay."""

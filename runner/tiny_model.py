@@ -33,9 +33,9 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokeniz
 
 # The recipe of the shipped model; scripts/build_embedded_model.py and the on-demand fallback share it.
 DEFAULT_BUILD: dict[str, Any] = dict(
-    seed=0, digits=2, max_steps=4000, batch_size=64, lr=1e-3, warmup_steps=50,
-    eval_every=25, eval_prompts=None, band=(0.40, 0.60), num_threads=2,
-    slip_rate=0.5, slip_offset=1, min_steps=2500,
+    seed=0, digits=2, max_steps=8000, batch_size=64, lr=1e-3, warmup_steps=50,
+    eval_every=25, eval_prompts=None, band=(0.40, 0.60), num_threads=1,
+    slip_rate=0.5, slip_offset=1, min_steps=5000,
 )
 """The shipped recipe. ``slip_rate``: the base imitates a sloppy demonstrator whose answer is off
 by ``slip_offset`` in that fraction of its examples (drawn per example). Measured: a base merely
