@@ -62,3 +62,38 @@ def test_readme_commands_are_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     for command in ("pip install torch==2.13.0", 'pip install -e ".[dev]"', "python -m pytest -q"):
         assert command in README and command in ci, command
+
+
+def test_env_example_runs():
+    namespace: dict = {}
+    exec(compile(block("env-example"), "README.md", "exec"), namespace)
+    assert len(namespace["prompts"]) == 32 and namespace["rewards"].shape == (32,)
+
+
+def _train_command_lines() -> list[str]:
+    """Every ``rftgym train`` / ``torchrun … -m rftgym train`` line of the README's bash blocks."""
+    lines = []
+    for body in re.findall(r"```bash\n(.*?)```", README, re.S):
+        for line in body.replace("\\\n", " ").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if " -m rftgym train" in line:
+                line = "rftgym train" + line.split(" -m rftgym train", 1)[1]
+            if line.startswith("rftgym train"):
+                lines.append(line)
+    return lines
+
+
+def test_every_train_command_in_the_readme_validates(tmp_path, run_cli):
+    """GPU, multi-node and long commands are checked as far as parsing and validating them."""
+    import shlex
+    import shutil
+
+    lines = _train_command_lines()
+    assert len(lines) >= 10, lines
+    (tmp_path / "my_run.yaml").write_text("{}\n")
+    (tmp_path / "my_reward.py").write_text(block("plugin-example"))
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    for line in lines:
+        args = shlex.split(line)[2:]
+        proc = run_cli("train", *args, "--dry-run", env={"RFTGYM_LOAD_PLUGINS": ""}, cwd=tmp_path)
+        assert proc.returncode == 0, f"{line}\n{proc.stderr}"
