@@ -15,6 +15,15 @@ from .sources import Row, build_source
 from .spaces import AnyText
 
 
+_IMMUTABLE = (str, int, float, bool, type(None), np.generic)
+
+
+def _copy(value: Any) -> Any:
+    """A copy the caller (or a reward) may mutate without touching the env's rows; immutable
+    values, by far the common case, need none (deep-copying them cost ~1 ms a step)."""
+    return value if isinstance(value, _IMMUTABLE) else copy.deepcopy(value)
+
+
 class PromptBanditVectorEnv(VectorEnv):
     """``num_envs // group_size`` prompts per batch, each repeated ``group_size`` times, contiguous.
 
@@ -64,8 +73,8 @@ class PromptBanditVectorEnv(VectorEnv):
         names = list(dict.fromkeys(k for row in batch for k in row.columns))
         info = {
             "group_id": np.repeat(np.arange(self.num_prompts), self.group_size),
-            "row": [copy.deepcopy(row.columns) for row in batch],
-            "columns": {k: [copy.deepcopy(row.columns.get(k)) for row in batch] for k in names},
+            "row": [{k: _copy(v) for k, v in row.columns.items()} for row in batch],
+            "columns": {k: [_copy(row.columns.get(k)) for row in batch] for k in names},
         }
         return tuple(row.prompt for row in batch), info
 

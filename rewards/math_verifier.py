@@ -77,8 +77,14 @@ class MathVerifier:
         """Verdicts for ``(gold, answer)`` pairs, in order; ``answer`` is already extracted."""
         verdicts: list[bool | None] = [None] * len(pairs)
         todo: dict[tuple, list[int]] = {}
+        first_of: dict[tuple[str, str], int] = {}  # a GRPO group repeats its (gold, answer) pairs
+        repeats: list[tuple[int, int]] = []
         fast = cached = 0
         for i, (gold, answer) in enumerate(pairs):
+            first = first_of.setdefault((gold, answer), i)
+            if first != i:
+                repeats.append((i, first))
+                continue
             prepared = precheck(gold, answer, self.options)
             if prepared.verdict is not None:
                 verdicts[i] = prepared.verdict
@@ -98,8 +104,10 @@ class MathVerifier:
                 self.cache.put(key, verdict)
                 for i in todo[key]:
                     verdicts[i] = verdict
+        for i, first in repeats:
+            verdicts[i] = verdicts[first]
         with self._lock:
             self._stats["fast"] += fast
-            self._stats["cached"] += cached + sum(len(v) - 1 for v in todo.values())
+            self._stats["cached"] += cached + len(repeats) + sum(len(v) - 1 for v in todo.values())
             self._stats["worker"] += len(todo)
         return [bool(v) for v in verdicts]
