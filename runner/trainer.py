@@ -71,6 +71,14 @@ def _cat_rollouts(parts: list) -> Any:
     return dataclasses.replace(parts[0], **fields)
 
 
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA OOM, Python's MemoryError, or the CPU allocator's failure (a plain RuntimeError)."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc)
+    return "out of memory" in text or "can't allocate memory" in text
+
+
 class NonFiniteError(RftgymError):
     """Too many consecutive updates skipped because of non-finite losses or gradients."""
 
@@ -572,6 +580,12 @@ class Trainer:
                 self.save_checkpoint(self._step, obs)
             self._save_final()
             write_debug_digest(self.model, self.dist, self._step)  # only with $RFTGYM_DEBUG_DIGEST_DIR
+        except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            raise RftgymError(f"out of memory at step {self._step + 1} on {self.device}: lower "
+                              f"rollout.prompts_per_step or rollout.max_new_tokens, set train.micro_batch_size, "
+                              f"or enable model.gradient_checkpointing") from exc
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)

@@ -115,3 +115,16 @@ def test_cli_train_runs_and_prints_final_metrics(assets, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert '"step": 1' in proc.stdout.strip().splitlines()[-1]
     assert (out / "final" / "config.json").is_file()
+
+
+def test_out_of_memory_is_one_clear_error_naming_the_step(assets, tmp_path, monkeypatch):
+    from rftgym.runner import policy
+
+    def oom(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(policy, "completion_logprobs", oom)
+    monkeypatch.setattr("rftgym.runner.trainer.completion_logprobs", oom)
+    model_dir, data = assets
+    with pytest.raises(RftgymError, match=r"out of memory at step 1 on cpu: .*micro_batch_size"):
+        rftgym.train(run_config(model_dir, data, tmp_path / "run", **{"eval.every": 0}))
