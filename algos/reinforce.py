@@ -35,6 +35,8 @@ class REINFORCEConfig(AlgoConfig):
     def validate(self) -> None:
         super().validate()
         check(self.epochs == 1, "algo.epochs", self.epochs, "1 (REINFORCE is on-policy; use grpo/ppo/rloo for μ > 1)")
+        check(self.minibatches == 1, "algo.minibatches", self.minibatches,
+              "1 (REINFORCE is on-policy: a second minibatch would be off-policy without a ratio)")
         validate_choice(self.baseline, "algo.baseline", ("batch", "group", "none"))
         check(self.baseline != "group" or self.group_size >= 2, "algo.group_size", self.group_size,
               "an integer >= 2 with baseline 'group'")

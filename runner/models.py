@@ -43,6 +43,8 @@ def load_policy(cfg: ModelConfig):
         raise RftgymError(f"model {cfg.name_or_path!r} could not be loaded: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}; {hint}") from None
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # transformers 5 renamed it (the old name warns); older releases only have the old one
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
         model.config.use_cache = False
     return model, tokenizer

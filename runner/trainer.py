@@ -43,7 +43,7 @@ class TrainResult:
     final_metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _cat_rollouts(parts: list) -> Any:
+def _cat_rollouts(parts: list, pad_id: int) -> Any:
     """Concatenate rollouts of one step (dynamic sampling refills), re-padding to a common T/P."""
     import dataclasses
 
@@ -57,7 +57,7 @@ def _cat_rollouts(parts: list) -> Any:
         if not isinstance(values[0], torch.Tensor):
             continue
         if f.name in ("prompt_ids", "prompt_mask"):  # left padding
-            pad = 0 if f.name == "prompt_mask" else int(parts[0].prompt_ids[0, 0])
+            pad = 0 if f.name == "prompt_mask" else pad_id
             values = [F.pad(v, (P - v.size(1), 0), value=pad) for v in values]
         elif values[0].dim() == 2:  # right-padded per-token tensors
             values = [F.pad(v, (0, T - v.size(1)), value=0) for v in values]
@@ -77,6 +77,12 @@ def _is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return "out of memory" in text or "can't allocate memory" in text
+
+
+def _disable_dropout(module: torch.nn.Module) -> None:
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Dropout):
+            sub.p = 0.0
 
 
 class NonFiniteError(RftgymError):
@@ -191,6 +197,10 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        # Training mode, so that gradient checkpointing (which transformers applies only in
+        # training mode) really runs; dropout off, so π_θ at the update equals π_old at sampling.
+        _disable_dropout(model)
+        model.train()
         self.model = model
         self.reference = None
         if self.algorithm.needs_reference:
@@ -201,7 +211,8 @@ class Trainer:
 
             critic = (ValueModel.from_pretrained(cfg.model.critic, trust_remote_code=cfg.model.trust_remote_code)
                       if cfg.model.critic else ValueModel.from_causal_lm(model))
-            self.critic = critic.to(self.device)
+            _disable_dropout(critic)
+            self.critic = critic.to(self.device).train()
         self.train_model, self.train_critic = self.model, self.critic
         if self.dist.enabled:
             from .parallel import wrap_model
@@ -284,7 +295,7 @@ class Trainer:
         if not parts:  # every group was filtered out: train on the last batch unfiltered
             samples = metrics_parts[-1][2]
             parts = [self._rollout(samples, metrics_parts[-1][0])]
-        rollout = parts[0] if len(parts) == 1 else _cat_rollouts(parts)
+        rollout = parts[0] if len(parts) == 1 else _cat_rollouts(parts, self.policy.pad_id)
         if len(rollout) > target:
             rollout = rollout.select(torch.arange(target, device=self.device))
         metrics = self._rollout_metrics(metrics_parts)
@@ -342,7 +353,9 @@ class Trainer:
         with self.policy.autocast():
             if self.autocast is not None:
                 # Cached bf16 decoding and the training forward differ slightly; use the latter.
-                rollout.old_logp, _ = completion_logprobs(self.model, *args, temperature=temp, share_prompts=True)
+                # Sharing runs 1 or 2 forwards depending on this rank's data: not under FSDP.
+                rollout.old_logp, _ = completion_logprobs(self.model, *args, temperature=temp,
+                                                          share_prompts=not self.fsdp)
             if self.reference is not None:
                 rollout.ref_logp, _ = completion_logprobs(self.reference, *args, temperature=temp, share_prompts=True)
             if self.critic is not None:
@@ -369,7 +382,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         micro = self._micro_batches(mb)
         totals: dict[str, float] = {}
-        loss_sum = 0.0
+        loss_sum = entropy_sum = 0.0
         for i, part in enumerate(micro):
             last = i == len(micro) - 1
             sync = contextlib.nullcontext() if last or not self.dist.enabled else self._no_sync()
@@ -387,9 +400,11 @@ class Trainer:
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + weight * float(value)
             if entropy is not None:
-                totals["entropy"] = totals.get("entropy", 0.0) + float(entropy.sum() / mb.norm_tokens)
-        metrics = {f"loss/{k}" if not k.startswith(("loss", "entropy", "kl", "clip", "adv", "value", "ratio")) else k: v
-                   for k, v in totals.items()}
+                entropy_sum += float(entropy.sum())
+        # The runner measures entropy itself (token mean over this rank's minibatch), whatever
+        # the algorithm reports; the algorithms name their own metrics (``loss/policy``, ...).
+        metrics = dict(totals)
+        metrics["entropy"] = entropy_sum / max(float(mb.completion_mask.sum()), 1.0)
         metrics["loss/total"] = loss_sum * self.dist.world_size if self.dist.enabled else loss_sum
         grad_norm = self._clip(self.train_model)
         if self.train_critic is not None:
@@ -505,8 +520,13 @@ class Trainer:
         due = final or step == 0 or (step // cfg.every) > (self._evaluated_step // cfg.every)
         if not due:
             return {}
+        # Scoring held-out prompts must not move a reward's running statistics (e.g. a reward
+        # model's normalisation), or evaluation would change the training signal.
+        reward_states = self._reward_states()
         metrics = evaluate(self.policy, self.eval_env, cfg.num_prompts,
                            cfg.max_new_tokens or self.config.rollout.max_new_tokens, seed=self.config.seed)
+        for name, state in reward_states.items():
+            self.pipeline.rewards[name].impl.load_state_dict(state)
         self._evaluated_step = step
         self.logger.log_eval(step, metrics)
         return metrics

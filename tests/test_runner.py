@@ -128,3 +128,42 @@ def test_out_of_memory_is_one_clear_error_naming_the_step(assets, tmp_path, monk
     model_dir, data = assets
     with pytest.raises(RftgymError, match=r"out of memory at step 1 on cpu: .*micro_batch_size"):
         rftgym.train(run_config(model_dir, data, tmp_path / "run", **{"eval.every": 0}))
+
+
+def test_gradient_checkpointing_really_checkpoints(assets, tmp_path, monkeypatch):
+    import transformers.modeling_utils as mu
+
+    calls = []
+    original = mu.checkpoint
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(mu, "checkpoint", counting)  # bound when checkpointing is enabled
+    model_dir, data = assets
+    rftgym.train(run_config(model_dir, data, tmp_path / "run", **{"model.gradient_checkpointing": True,
+                                                                  "train.max_steps": 1, "eval.every": 0}))
+    assert calls, "model.gradient_checkpointing=true ran no checkpointed layer"
+
+
+def test_logged_entropy_is_the_token_mean_entropy(assets, tmp_path):
+    from rftgym.config import build_config
+    from rftgym.runner.policy import completion_logprobs
+    from rftgym.runner.trainer import Trainer
+
+    model_dir, data = assets
+    trainer = Trainer(build_config(run_config(model_dir, data, tmp_path / "run", **{"eval.every": 0})))
+    try:
+        obs, _ = trainer.env.reset(seed=0)
+        rollout, _, _, _ = trainer.collect(obs)
+        trainer.algorithm.advantages(rollout)
+        args = (rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids, rollout.completion_mask)
+        with torch.no_grad():
+            _, entropy = completion_logprobs(trainer.model, *args, with_entropy=True)
+        expected = float(entropy.sum() / rollout.completion_mask.sum())
+        trainer._step = trainer._nonfinite = 0
+        metrics = trainer.update(rollout)
+        assert metrics["entropy"] == pytest.approx(expected, rel=1e-4)
+    finally:
+        trainer.close()
