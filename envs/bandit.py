@@ -101,6 +101,9 @@ class PromptBanditEnv(gymnasium.Env):
         self._last = (completion, reward)
         info = {"per_reward": {k: float(v[0]) for k, v in per_reward.items()}, "faults": dict(faults),
                 "correct": None if correct is None else bool(correct[0]), "row": copy.deepcopy(row.columns)}
+        # The episode is over: a state saved from here on is the position after this prompt
+        # (pending=False), so a resumed env's next reset() draws the next prompt, not this one.
+        self._cursor.snapshot = None
         return row.prompt, reward, True, False, info
 
     def render(self) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from .math_check import CheckOptions
 from .math_extract import STRATEGIES, Extracted, extract
 from .math_guard import MAX_ANSWER_CHARS
+from .math_text import clean_unicode
 from .math_verifier import MathVerifier
 
 __all__ = ["MathReward", "verify", "completion_text"]
@@ -24,7 +25,18 @@ _VERIFY_MARKERS = ("boxed", "hash", "answer_is")
 # A prediction with prose in it ("we find 0.5") is a solution, not a bare answer; LaTeX
 # commands and \text{} units do not count as prose.
 _LATEX_WORDS = re.compile(r"\\(?:text|mbox|mathrm)\{[^{}]*\}|\\[A-Za-z]+")
-_PROSE = re.compile(r"[A-Za-z]{4,}[^\n]*\s[A-Za-z]{2,}|\n")
+# Prose: a newline, or a 4-letter word followed later on the line by a space and a 2-letter
+# word. Written as two linear scans: the single regex ``[A-Za-z]{4,}[^\n]*\s[A-Za-z]{2,}``
+# backtracked cubically on "hahaha…" (10 s for 2000 characters, in the parent).
+_FOUR_LETTERS = re.compile(r"[A-Za-z]{4}")
+_SPACED_WORD = re.compile(r"\s[A-Za-z]{2}")
+
+
+def _has_prose(text: str) -> bool:
+    if "\n" in text:
+        return True
+    first = _FOUR_LETTERS.search(text)  # the earliest start gives the most room after it
+    return first is not None and _SPACED_WORD.search(text, first.end()) is not None
 
 
 def completion_text(completion: Any) -> str:
@@ -104,7 +116,10 @@ class MathReward:
         pairs: list[tuple[str, str]] = []
         index: list[int] = []
         for i, (completion, gold) in enumerate(zip(completions, answers)):
-            got = extract(completion_text(completion), self.extraction) if gold is not None else None
+            # clean_unicode first: extraction patterns are ASCII ("-?\d", "\boxed"), so "−4"
+            # or a full-width "\boxed｛４｝" would otherwise be missed or lose its sign.
+            text = clean_unicode(completion_text(completion)) if gold is not None else ""
+            got = extract(text, self.extraction) if gold is not None else None
             found.append(got)
             if got is not None and not got.hedge:
                 pairs.append((str(gold), got.text))
@@ -139,7 +154,7 @@ def _answer_of(prediction: str) -> Extracted | None:
     found = extract(prediction, _VERIFY_MARKERS)
     if found is not None:
         return found
-    if len(prediction) <= MAX_ANSWER_CHARS and not _PROSE.search(_LATEX_WORDS.sub("", prediction)):
+    if len(prediction) <= MAX_ANSWER_CHARS and not _has_prose(_LATEX_WORDS.sub("", prediction)):
         return extract(prediction, ("whole",))
     return extract(prediction, ("dollar", "last_number"))
 
@@ -149,7 +164,7 @@ def verify(gold: str, prediction: str) -> bool:
 
     Safe from any thread: hard parsing runs in the shared, time-limited worker pool.
     """
-    found = _answer_of(completion_text(prediction))
+    found = _answer_of(clean_unicode(completion_text(prediction)))  # as in MathReward.__call__
     if found is None or found.hedge:
         return False
     return _shared_verifier().verify_many([(str(gold), found.text)])[0]

@@ -50,6 +50,9 @@ _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname
 _BOXED = re.compile(r"^\\(?:boxed|fbox)\s*\{(.*)\}$", re.DOTALL)
 _LETTER = re.compile(r"^\(?([A-J])\)?$")
 _LETTER_PRED = re.compile(r"^(?:option\s+|choice\s+)?\(?([A-J])\)?(?:[.:)]|\s|$)", re.IGNORECASE)
+# Another standalone choice letter after the chosen one ("A and B", "(A) (B) (C) (D)"): a hedge.
+_OTHER_LETTER = re.compile(r"(?<![A-Za-z\\])[A-J](?![A-Za-z])")
+_OTHER_LETTER_LOWER = re.compile(r"(?<![A-Za-z\\])[a-j](?![A-Za-z])")
 _HEDGE = re.compile(r"\bor\b|\\(?:lor|vee)(?![a-zA-Z])", re.IGNORECASE)
 _WORD = re.compile(r"^[A-Za-z][A-Za-z \-']*$")
 _LONG_WORD = re.compile(r"[A-Za-z]{4,}")  # "Monday", "yes and no"; not "ab" (a product of names)
@@ -97,6 +100,10 @@ def _percent_readings(numbers: list, is_percent: bool, opts: CheckOptions) -> li
 def precheck(gold: str, pred: str, opts: CheckOptions) -> Prepared:
     """Clean both answers and decide in the parent when no parsing is needed."""
     g = clean_answer(unwrap_gold(clean_unicode(gold)))
+    if len(pred) > 4 * opts.max_answer_chars:
+        # Refuse before clean-up: its regexes run in the parent with no time limit, and no
+        # honest answer shrinks from this size to under the length guard.
+        return Prepared(g, pred, False, "prediction refused: too long")
     p = clean_answer(pred)
     if not p:
         return Prepared(g, p, False, "empty prediction")
@@ -115,6 +122,11 @@ def precheck(gold: str, pred: str, opts: CheckOptions) -> Prepared:
     letter = _LETTER.match(gt)
     if letter:
         m = _LETTER_PRED.match(pt)
+        if m:
+            # Other letters count in the case the model chose, so "(a) a short proof" stays A.
+            others = _OTHER_LETTER if m.group(1).isupper() else _OTHER_LETTER_LOWER
+            if any(o.group(0) != m.group(1) for o in others.finditer(pt, m.end())):
+                return Prepared(g, p, False, "multiple choice hedge")
         return Prepared(g, p, bool(m) and m.group(1).upper() == letter.group(1), "multiple choice")
     if _WORD.match(gt) and _WORD.match(pt) and _LONG_WORD.search(gt):
         return Prepared(g, p, gt.strip().lower() == pt.strip().lower(), "words")
@@ -132,12 +144,19 @@ def check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
     from .math_equiv import Context, equivalent
     from .math_parse import parse_answer
 
+    # MemoryError/RecursionError are resource limits, not verdicts: they propagate to the
+    # worker, which answers "memory limit"/"recursion limit" (and the verifier does not cache
+    # a memory-limit result as a wrong answer).
     try:
         golds = parse_answer(gold, opts.percent)
+    except (MemoryError, RecursionError):
+        raise
     except Exception as exc:  # noqa: BLE001 - any parser failure is a verdict, not a crash
         return False, f"gold unparsable: {type(exc).__name__}"
     try:
         preds = parse_answer(pred, opts.percent)
+    except (MemoryError, RecursionError):
+        raise
     except Exception as exc:  # noqa: BLE001
         return False, f"prediction unparsable: {type(exc).__name__}"
     ctx = Context(opts.rel_tol, bool(_DECIMAL_LITERAL.search(gold)), bool(_DECIMAL_LITERAL.search(pred)))
@@ -146,6 +165,8 @@ def check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
             try:
                 if equivalent(a, b, ctx):
                     return True, "equivalent"
+            except (MemoryError, RecursionError):
+                raise
             except Exception:  # noqa: BLE001 - sympy raises many types on odd objects
                 continue
     return False, "different"

@@ -114,11 +114,48 @@ def _last_box(text: str) -> Extracted | None:
 
 
 _HASH = re.compile(r"####\s*([^\n]*)")
-_ANSWER_IS = re.compile(
-    r"(?:final\s+answer|the\s+answer|answer)\s*(?:is|:|=)\s*:?\s*(.+?)(?=\s*(?:\.\s|\.$|\n|$))",
-    re.IGNORECASE,
-)
-_DOLLAR = re.compile(r"\$\$(.+?)\$\$|\$([^$]+?)\$|\\\[(.+?)\\\]|\\\((.+?)\\\)", re.DOTALL)
+# "answer is" extraction: the LAST lead-in on its own, then the text after it up to a full
+# stop or a newline. (A lead-in and its answer as one pattern matched the first lead-in of
+# Minerva's "Final Answer: The final answer is $2$." and its ``.+?``-then-lookahead was
+# quadratic on a long line of spaces.)
+_ANSWER_LEAD = re.compile(r"(?:final\s+answer|the\s+answer|answer)\s*(?:is|:|=)\s*:?\s*", re.IGNORECASE)
+_ANSWER_END = re.compile(r"\.(?:\s|$)|\n")
+# Where the answer ends and its justification starts: "42, since …", "42 because …". A comma
+# before a number or "or"/"and" stays: "1, 2, 3" is a list, "5, or 6" a hedge for the checker.
+_ANSWER_REASON = re.compile(r",\s+(?!(?:and|or)\b)(?=[A-Za-z]{2})|(?<!\s)\s+(?:since|because)\b", re.IGNORECASE)
+
+
+def _cut_reason(text: str) -> str:
+    """``text`` up to its first top-level (outside brackets and ``$…$``) reason clause."""
+    depth, in_math, pos = 0, False, 0
+    for r in _ANSWER_REASON.finditer(text):
+        for c in text[pos:r.start()]:  # one pass in total: matches come in order
+            if c in "([{":
+                depth += 1
+            elif c in ")]}":
+                depth = max(0, depth - 1)
+            elif c == "$":
+                in_math = not in_math
+        pos = r.start()
+        if depth == 0 and not in_math:
+            return text[:r.start()]
+    return text
+
+
+def _answer_is(tail: str) -> str | None:
+    lead = _last_match(_ANSWER_LEAD, tail)
+    if lead is None:
+        return None
+    rest = tail[lead.end():]
+    end = _ANSWER_END.search(rest)
+    text = rest[:end.start()] if end else rest
+    text = _cut_reason(text.strip().strip("*").strip())
+    return text.strip().strip("*").strip() or None  # "**5**", "**Answer:** 5": markdown bold
+
+# A display block does not contain its own opener: stopping ``\[``/``\(`` at the next opener
+# keeps the scan linear (an unclosed "\[" repeated 9000 times rescanned the tail per opener).
+_DOLLAR = re.compile(r"\$\$(.+?)\$\$|\$([^$]+?)\$|\\\[((?:(?!\\\[).)+?)\\\]|\\\(((?:(?!\\\().)+?)\\\)",
+                     re.DOTALL)
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?\s*%?")
 
 
@@ -142,9 +179,9 @@ def extract(text: str, strategies: Iterable[str] = STRATEGIES) -> Extracted | No
             if m and m.group(1).strip():
                 return Extracted(m.group(1).strip(), "hash")
         elif strategy == "answer_is":
-            m = _last_match(_ANSWER_IS, tail)
-            if m and m.group(1).strip():
-                return Extracted(m.group(1).strip(), "answer_is")
+            answer = _answer_is(tail)
+            if answer is not None:
+                return Extracted(answer, "answer_is")
         elif strategy == "dollar":
             m = _last_match(_DOLLAR, tail)
             if m:

@@ -45,6 +45,10 @@ def refuse_reason(answer: str, max_chars: int = MAX_ANSWER_CHARS) -> str | None:
         return "nesting too deep"
     if answer.count("\\sqrt") + answer.count("\\frac") + answer.count("^") > 200:
         return "too many operators"
+    # The guard patterns chain optional ``\s*`` groups, which backtrack cubically on a long
+    # whitespace run ("2^" + 2000 spaces); with every run collapsed to one space each ``\s*``
+    # matches at most one character, and no verdict depends on how much whitespace there is.
+    answer = " ".join(answer.split())
     if _TOWER.search(answer):
         return "power tower"
     for m in _POWER.finditer(answer):

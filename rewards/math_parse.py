@@ -80,13 +80,20 @@ def parse_math(text: str) -> Any:
     else:
         attempts = (parse_plain, parse_latex)
     error: Exception | None = None
+    recursion: RecursionError | None = None
     for attempt in attempts:
         try:
             return attempt(text)
-        except (PlainParseError, RecursionError) as exc:
+        except MemoryError:
+            raise  # the worker's memory limit: report it as such, not as "unparsable"
+        except RecursionError as exc:  # the other parser may not recurse as deep: try it
+            error = recursion = exc
+        except PlainParseError as exc:
             error = exc
         except Exception as exc:  # the ANTLR converter raises bare Exception on bad input
             error = exc
+    if recursion is not None:
+        raise recursion  # too deep for every parser: the worker reports "recursion limit"
     raise ValueError(f"cannot parse {text[:60]!r}: {error}")
 
 

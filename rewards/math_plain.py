@@ -119,6 +119,10 @@ class _Parser:
                 right = self.unary()
                 left = left * right if op == "*" else left / right
             elif self.peek() is not None and (self.peek()[0] in ("num", "name") or self.at("(")):
+                if self.peek()[0] == "num" and self.tokens[self.i - 1][0] == "num":
+                    # "8 2" or "5 6 7" is a list or a typo, never a product: reading it as 16
+                    # credited a gold of 16. (2x, 3(4), 2 sqrt(3) still multiply.)
+                    raise PlainParseError("two numbers side by side")
                 left = left * self.power()  # implicit multiplication: 2x, 3(x+1), 2sqrt(3)
             else:
                 return left

@@ -37,9 +37,19 @@ _NOISE = [
     (re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree(?![a-zA-Z])"), ""),
     (re.compile(r"\{,\}"), ","),
 ]
-_DOLLARS = re.compile(r"^\s*\$+|\$+\s*$")
+# ``(?<!\$)``: try a trailing run of ``$`` only from its first one; otherwise every ``$`` of a
+# long run rescans the rest of it (quadratic on "$$$…x").
+_DOLLARS = re.compile(r"^\s*\$+|(?<!\$)\$+\s*$")
 _MATH_DELIMS = re.compile(r"^\s*(?:\\\(|\\\[)|(?:\\\)|\\\])\s*$")
-_TRAILING = re.compile(r"[\s.;:]+$")
+
+
+def _strip_trailing(text: str) -> str:
+    """Drop trailing whitespace and ``.;:`` in one linear scan from the end (the regex
+    ``[\\s.;:]+$`` restarted at every such character: quadratic, 9 s on 70 000 dots)."""
+    end = len(text)
+    while end and (text[end - 1] in ".;:" or text[end - 1].isspace()):
+        end -= 1
+    return text[:end]
 
 
 def strip_noise(text: str) -> str:
@@ -49,17 +59,22 @@ def strip_noise(text: str) -> str:
     text = _MATH_DELIMS.sub("", text)
     for pattern, repl in _NOISE:
         text = pattern.sub(repl, text)
-    text = _TRAILING.sub("", text)
+    text = _strip_trailing(text)
     return text.strip()
 
 
-_PERCENT = re.compile(r"\s*(?:\\%|%|\\text\{\s*percent\s*\}|\s+percent)\s*$")
+# Matched against already right-stripped text, anchored at its end: a leading/trailing ``\s*``
+# in the pattern made every start position scan the whole whitespace run (quadratic).
+_PERCENT = re.compile(r"(?:\\%|%|\\text\{\s*percent\s*\}|(?<=\s)percent)$")
 
 
 def split_percent(text: str) -> tuple[str, bool]:
     """``'28\\%'`` -> ``('28', True)``; text without a trailing percent sign is unchanged."""
-    stripped = _PERCENT.sub("", text)
-    return stripped, stripped != text
+    body = text.rstrip()
+    m = _PERCENT.search(body)
+    if m is None:
+        return text, False
+    return body[:m.start()].rstrip(), True
 
 
 # A plain number as a model or a dataset writes it: sign, thousands separators (``,`` or

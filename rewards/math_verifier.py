@@ -14,6 +14,11 @@ from .math_check import CheckOptions, precheck
 from .math_pool import CheckerPool
 
 
+# Results where no check finished (math_pool.run / math_worker.worker_main): scored 0.0 now, but
+# a slow or briefly overloaded machine must not turn a right answer into a cached "wrong".
+_UNDECIDED = frozenset({"timeout", "worker died", "lost", "memory limit"})
+
+
 class VerdictCache:
     """A thread-safe LRU map ``key -> bool``."""
 
@@ -100,8 +105,9 @@ class MathVerifier:
         if todo:
             keys = list(todo)
             results = self.pool.run([(g, p, self.options) for g, p in keys])
-            for key, (verdict, _reason) in zip(keys, results):
-                self.cache.put(key, verdict)
+            for key, (verdict, reason) in zip(keys, results):
+                if reason not in _UNDECIDED:
+                    self.cache.put(key, verdict)
                 for i in todo[key]:
                     verdicts[i] = verdict
         for i, first in repeats:
