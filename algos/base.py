@@ -112,6 +112,11 @@ class Algorithm:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
 
+    def rollout_metrics(self) -> dict[str, float]:
+        """Metrics of the whole rollout measured in :meth:`advantages` (the runner averages them
+        over ranks, logs them and passes them back to :meth:`on_step_end`)."""
+        return {}
+
     def on_step_end(self, metrics: Mapping[str, float]) -> None:
         """Called once per training step (after all epochs/minibatches) with its metrics."""
 

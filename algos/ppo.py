@@ -177,13 +177,18 @@ class PPO(Algorithm):
             )
         return loss, metrics
 
+    def rollout_metrics(self) -> dict[str, float]:
+        return {} if self._rollout_kl is None else {"kl_ref_rollout": self._rollout_kl}
+
     def on_step_end(self, metrics: Mapping[str, float]) -> None:
-        """Adapt β from the step's KL (the runner's rank-averaged ``kl_ref``, else the local one)."""
+        """Adapt β from the whole rollout's KL to the reference, averaged over ranks by the runner
+        (``kl_ref_rollout``), stepping the controller by the global number of sequences."""
         if not self.config.adaptive_kl:
             return
-        kl = metrics.get("kl_ref", self._rollout_kl)
-        if kl is not None and self._rollout_seqs:
-            self.kl_ctl.update(float(kl), self._rollout_seqs)
+        kl = metrics.get("kl_ref_rollout", self._rollout_kl)
+        n = int(metrics.get("rollout/sequences", self._rollout_seqs))
+        if kl is not None and n:
+            self.kl_ctl.update(float(kl), n)
 
     def state_dict(self) -> dict[str, Any]:
         return {"kl_coef": self.kl_ctl.beta}

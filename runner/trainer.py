@@ -555,7 +555,9 @@ class Trainer:
                 self._prepare(rollout)
                 self.algorithm.advantages(rollout)
                 rmetrics.update(self._advantage_metrics(rollout))
+                rmetrics.update(self.algorithm.rollout_metrics())
                 rmetrics = reduce_metrics(rmetrics, self.dist)
+                rmetrics["rollout/sequences"] = len(rollout) * self.dist.world_size
                 rollout_start = self._step
                 # Seeded by position, not carried state, so a resumed run shuffles identically.
                 generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rollout_start)

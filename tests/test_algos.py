@@ -179,16 +179,19 @@ def test_ppo_advantages_fold_kl_and_reward_into_gae():
 def test_ppo_adaptive_kl_controller_and_state():
     algo = PPO({"adaptive_kl": True, "kl_coef": 0.1, "kl_target": 1.0, "kl_horizon": 100.0})
     algo._rollout_seqs = 10
-    algo.on_step_end({"kl_ref": 3.0})                       # error clipped to +0.2 → β·(1 + 0.2·10/100)
+    algo.on_step_end({"kl_ref_rollout": 3.0})               # error clipped to +0.2 → β·(1 + 0.2·10/100)
     assert algo.kl_coef == pytest.approx(0.1 * 1.02)
-    algo.on_step_end({"kl_ref": 0.5})                       # error −0.5 → clipped to −0.2
+    algo.on_step_end({"kl_ref_rollout": 0.5})               # error −0.5 → clipped to −0.2
     assert algo.kl_coef == pytest.approx(0.1 * 1.02 * 0.98)
+    # the runner's global sequence count (all ranks) sets the step, not this rank's rollout
+    algo.on_step_end({"kl_ref_rollout": 3.0, "rollout/sequences": 20})
+    assert algo.kl_coef == pytest.approx(0.1 * 1.02 * 0.98 * 1.04)
     fresh = PPO({"adaptive_kl": True, "kl_coef": 0.1})
     fresh.load_state_dict(algo.state_dict())
     assert fresh.kl_coef == algo.kl_coef
     fixed = PPO({"kl_coef": 0.1})
     fixed._rollout_seqs = 10
-    fixed.on_step_end({"kl_ref": 30.0})
+    fixed.on_step_end({"kl_ref_rollout": 30.0})
     assert fixed.kl_coef == 0.1
 
 
