@@ -28,15 +28,26 @@ _LATEX_WORDS = re.compile(r"\\(?:text|mbox|mathrm)\{[^{}]*\}|\\[A-Za-z]+")
 # Prose: a newline, or a 4-letter word followed later on the line by a space and a 2-letter
 # word. Written as two linear scans: the single regex ``[A-Za-z]{4,}[^\n]*\s[A-Za-z]{2,}``
 # backtracked cubically on "hahaha…" (10 s for 2000 characters, in the parent).
-_FOUR_LETTERS = re.compile(r"[A-Za-z]{4}")
-_SPACED_WORD = re.compile(r"\s[A-Za-z]{2}")
+
+
+_WORD = re.compile(r"(?<![\\A-Za-z{])[A-Za-z]{2,}(?![A-Za-z]*})")  # not \cmd, not {pmatrix}
+_MATH_WORDS = frozenset({"pi", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "inf",
+                         "infty", "infinity", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "mod",
+                         "max", "min", "gcd", "lcm", "det", "or", "and"})
 
 
 def _has_prose(text: str) -> bool:
+    """A sentence rather than a bare answer: a line break, or two words that are not math names
+    ("She makes $18.", "So we get $x$ as the result."); one word may be an answer ("yes", "5 cm")."""
     if "\n" in text:
         return True
-    first = _FOUR_LETTERS.search(text)  # the earliest start gives the most room after it
-    return first is not None and _SPACED_WORD.search(text, first.end()) is not None
+    words = 0
+    for match in _WORD.finditer(text):  # linear: one pass, stops at the second word
+        if match.group(0).lower() not in _MATH_WORDS:
+            words += 1
+            if words >= 2:
+                return True
+    return False
 
 
 def completion_text(completion: Any) -> str:

@@ -159,6 +159,10 @@ _DOLLAR = re.compile(r"\$\$(.+?)\$\$|\$([^$]+?)\$|\\\[((?:(?!\\\[).)+?)\\\]|\\\(
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?\s*%?")
 
 
+# a plain word of three or more letters (LaTeX commands such as \frac and \text{...} excluded)
+_PROSE_WORD = re.compile(r"(?<![\\A-Za-z{])[A-Za-z]{3,}(?![A-Za-z]*})")
+
+
 def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     last = None
     for last in pattern.finditer(text):
@@ -183,11 +187,12 @@ def extract(text: str, strategies: Iterable[str] = STRATEGIES) -> Extracted | No
             if answer is not None:
                 return Extracted(answer, "answer_is")
         elif strategy == "dollar":
-            m = _last_match(_DOLLAR, tail)
-            if m:
-                inner = next(g for g in m.groups() if g is not None)
-                if inner.strip():
-                    return Extracted(inner.strip(), "dollar")
+            # The last $…$ that holds math: two currency signs in prose ("at $2 each, so she
+            # makes $18") pair into a "formula" full of words, which is skipped.
+            for m in reversed(list(_DOLLAR.finditer(tail))):
+                inner = next(g for g in m.groups() if g is not None).strip()
+                if inner and not _PROSE_WORD.search(inner):
+                    return Extracted(inner, "dollar")
         elif strategy == "last_number":
             m = _last_match(_NUMBER, tail)
             if m:

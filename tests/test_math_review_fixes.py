@@ -227,3 +227,26 @@ def test_bandit_resume_after_step_continues() -> None:
     straight, resumed = _prompts(None), _prompts(3)
     assert len(set(straight)) > 1
     assert resumed == straight
+
+
+@pytest.mark.parametrize("gold, prediction, expected", [
+    ("18", "She sells 9 eggs at $2 each, so she makes $18 per day.", True),   # currency, not $…$ math
+    ("2", "She sells 9 eggs at $2 each, so she makes $18 per day.", False),
+    ("18", "She makes $18.", True),                                           # a short sentence is prose
+    (r"\frac{3}{4}", r"So we get $\frac{3}{4}$ as the result.", True),
+])
+def test_sentences_and_currency_in_verify_and_the_reward(gold, prediction, expected):
+    assert verify(gold, prediction) is expected
+    reward = MathReward()
+    try:
+        assert reward(prompts=[""], completions=[prediction], answer=[gold]) == [float(expected)]
+    finally:
+        reward.close()
+
+
+@pytest.mark.parametrize("gold, prediction", [
+    ("yes", "yes"),                                                           # one word is an answer
+    (r"\begin{pmatrix}1\\2\end{pmatrix}", r"\begin{pmatrix}1\\2\end{pmatrix}"),  # {pmatrix} is no word
+])
+def test_bare_answers_are_not_mistaken_for_prose(gold, prediction):
+    assert verify(gold, prediction) is True
