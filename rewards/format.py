@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Mapping, Sequence
 
+from ..envs.answers import last_boxed  # the one balanced-brace scan (\\boxed, \\fbox, escapes)
 from ..errors import ConfigError, RftgymError
 
 _TAG = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
@@ -253,22 +254,3 @@ class ExactMatchReward:
         if self.strip:
             text = text.strip()
         return text if self.case_sensitive else text.casefold()
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{…}`` with balanced braces (linear scan), or None."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, i = 1, start + len("\\boxed{")
-    begin = i
-    while i < len(text):
-        char = text[i]
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[begin:i]
-        i += 1
-    return None  # unbalanced: no answer rather than a guess

@@ -23,31 +23,10 @@ class Extracted(NamedTuple):
     hedge: bool = False
 
 
-def _brace_group(text: str, start: int) -> tuple[str, int] | None:
-    """The contents of the ``{…}`` group opening at ``text[start]`` (nested braces, ``\\{``
-    escapes), and the index after it; None when unbalanced."""
-    depth = 0
-    i = start
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1:i], i + 1
-        i += 1
-    return None
-
-
 def _brace_matches(text: str) -> dict[int, int]:
-    """``{index of "{": index of its "}"}`` for every balanced group, in one pass (the same
-    ``\\`` escape rule as :func:`_brace_group`). Calling ``_brace_group`` once per box was
-    quadratic on a completion that repeats ``\\boxed{`` without closing it."""
+    """``{index of "{": index of its "}"}`` for every balanced group, in one pass (``\\``
+    escapes the next character). Matching each box separately was quadratic on a completion
+    that repeats ``\\boxed{`` without closing it."""
     matches: dict[int, int] = {}
     stack: list[int] = []
     i, n = 0, len(text)
