@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .distributed import any_rank
+from .packing import attention_weight, pack, packed_logits, supports_packing
 
 
 @dataclass
@@ -285,18 +286,31 @@ def _shared_prompt_logits(model: torch.nn.Module, prompt_ids: torch.Tensor, prom
 
 def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                         completion_ids: torch.Tensor, completion_mask: torch.Tensor, temperature: float = 1.0,
-                        with_entropy: bool = False, share_prompts: bool = False
+                        with_entropy: bool = False, share_prompts: bool = False, one_forward: bool = False
                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs ``[N, T]`` of the completion tokens (and entropies, detached).
 
-    Only the ``T + 1`` last positions' logits are materialised (``logits_to_keep``); the
-    log-prob is a fused cross-entropy, so no ``[N, T, V]`` log-softmax is kept for backward.
-    ``share_prompts``: run each distinct prompt once (see :func:`_shared_prompt_logits`); only
-    for a model called directly (a DDP/FSDP wrapper expects one forward per backward).
+    Only the completion positions' logits are materialised (``logits_to_keep``), and no
+    ``[N, T, V]`` log-softmax is kept for backward beyond what the loss needs.
+    ``share_prompts``: run each distinct prompt once, by prompt-tree packing (one forward, see
+    :mod:`.packing`) where the model supports it, else by sharing the prompts' KV cache (two
+    forwards, see :func:`_shared_prompt_logits`) unless ``one_forward`` (a DDP/FSDP wrapper
+    expects one forward per backward).
     """
     T = completion_ids.size(1)
+    if share_prompts and T > 0 and supports_packing(model):
+        packed = pack(prompt_ids, prompt_mask, completion_ids, completion_mask, attention_weight(model))
+        if packed is not None:
+            logits = packed_logits(model, packed).float() / temperature        # [R*K, V]
+            lsm = logits.log_softmax(-1)
+            logp = lsm[packed.predictor, completion_ids] * completion_mask    # [N, T]
+            entropy = None
+            if with_entropy:
+                with torch.no_grad():
+                    entropy = -(lsm.exp() * lsm).sum(-1)[packed.predictor] * completion_mask
+            return logp, entropy
     logits = None
-    if share_prompts and T > 0:
+    if share_prompts and not one_forward and T > 0:
         logits = _shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
     if logits is None:
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)          # [N, P+T]

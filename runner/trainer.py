@@ -353,9 +353,9 @@ class Trainer:
         with self.policy.autocast():
             if self.autocast is not None:
                 # Cached bf16 decoding and the training forward differ slightly; use the latter.
-                # Sharing runs 1 or 2 forwards depending on this rank's data: not under FSDP.
+                # FSDP ranks must run the same number of forwards, whatever their data.
                 rollout.old_logp, _ = completion_logprobs(self.model, *args, temperature=temp,
-                                                          share_prompts=not self.fsdp)
+                                                          share_prompts=True, one_forward=self.fsdp)
             if self.reference is not None:
                 rollout.ref_logp, _ = completion_logprobs(self.reference, *args, temperature=temp, share_prompts=True)
             if self.critic is not None:
@@ -388,9 +388,9 @@ class Trainer:
             sync = contextlib.nullcontext() if last or not self.dist.enabled else self._no_sync()
             with sync, self.policy.autocast():
                 args = (part.prompt_ids, part.prompt_mask, part.completion_ids, part.completion_mask)
-                # Each distinct prompt runs once; not under DDP/FSDP, which expect one forward per backward.
+                # Each distinct prompt runs once; DDP/FSDP expect one forward per backward.
                 logp, entropy = completion_logprobs(self.train_model, *args, temperature=temp, with_entropy=True,
-                                                    share_prompts=not self.dist.enabled)
+                                                    share_prompts=True, one_forward=self.dist.enabled)
                 values = self.train_critic(*args).float() if self.train_critic is not None else None
                 loss, metrics = self.algorithm.loss(part, logp, entropy=entropy, values=values)
                 # DDP averages gradients over ranks; the global normalisers already divide by the total.
