@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any
 
 import numpy as np
-from gymnasium.error import ResetNeeded
+from gymnasium.error import AlreadyPendingCallError, NoAsyncCallError, ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -62,6 +63,7 @@ class PromptBanditVectorEnv(VectorEnv):
         self._batch: list[Row] | None = None  # one Row per sub-env
         self._last_scored: dict[str, Any] | None = None
         self._restored = False
+        self._pending: tuple | None = None  # the scoring thread of step_async and its inputs
 
     # -- batches --------------------------------------------------------------------------------
     def _draw(self) -> None:
@@ -81,6 +83,9 @@ class PromptBanditVectorEnv(VectorEnv):
     # -- Gymnasium API --------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[tuple[str, ...], dict[str, Any]]:
         """Draw the next prompts (a seeded reset restarts the data order as well as the RNG)."""
+        if self._pending is not None:  # a step_async never waited for: its scores are dropped
+            self._pending[0].join()
+            self._pending = None
         super().reset(seed=seed)
         if seed is not None:
             self.source.restart()
@@ -92,11 +97,46 @@ class PromptBanditVectorEnv(VectorEnv):
     def step(self, actions: Any) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Score ``actions`` (``num_envs`` completion strings) in one pipeline call, then draw
         the next prompts (``SAME_STEP`` autoreset)."""
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: Any) -> None:
+        """Start scoring ``actions`` on a worker thread and return at once (as in Gymnasium's
+        ``AsyncVectorEnv``); :meth:`step_wait` returns what :meth:`step` would have.
+
+        The math checker's processes and a reward model's forward release the GIL, so the
+        caller's forwards that need no rewards (reference, critic) run meanwhile.
+        """
         if self._batch is None:
             raise ResetNeeded("call reset() before step()")
+        if self._pending is not None:
+            raise AlreadyPendingCallError("step_async() called again before step_wait()", "step")
         completions = check_completions(actions, self.num_envs)
         prompts, scored_info = self._obs_info()
-        total, per_reward, faults, correct = self.scorer(prompts, completions, scored_info["columns"])
+        box: dict[str, Any] = {}
+
+        def score() -> None:
+            try:
+                box["value"] = self.scorer(prompts, completions, scored_info["columns"])
+            except BaseException as exc:  # raised in the caller's thread by step_wait
+                box["error"] = exc
+
+        # A daemon thread, not an executor: those are joined at exit, so a reward stuck in C
+        # code would hang shutdown after Ctrl-C.
+        worker = threading.Thread(target=score, name="rftgym-score", daemon=True)
+        worker.start()
+        self._pending = (worker, box, prompts, completions, scored_info)
+
+    def step_wait(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Wait for the scoring started by :meth:`step_async`; the next prompts are drawn here."""
+        if self._pending is None:
+            raise NoAsyncCallError("step_wait() called without a pending step_async()", "step")
+        worker, box, prompts, completions, scored_info = self._pending
+        worker.join()
+        self._pending = None
+        if "error" in box:
+            raise box["error"]
+        total, per_reward, faults, correct = box["value"]
         scored = {"prompts": list(prompts), "completions": completions, "columns": scored_info["columns"],
                   "group_id": scored_info["group_id"], "per_reward": per_reward, "faults": faults, "correct": correct}
         self._last_scored = {"prompts": list(prompts), "completions": completions, "rewards": total.copy()}
@@ -119,7 +159,10 @@ class PromptBanditVectorEnv(VectorEnv):
                        for i, (p, c, r) in enumerate(zip(s["prompts"], s["completions"], s["rewards"])))
 
     def close_extras(self, **kwargs: Any) -> None:
-        """Release the rewards' resources."""
+        """Release the rewards' resources (after any scoring in flight)."""
+        if self._pending is not None:
+            self._pending[0].join()
+            self._pending = None
         self.scorer.close()
 
     # -- resumption -------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from .. import api
 from ..config import RunConfig, build_config, dump_yaml, to_dict
 from ..errors import RftgymError
 from . import checkpoint as ckpt
-from .device import autocast_dtype, configure_threads, resolve_device, seed_everything
+from .device import autocast_dtype, configure_threads, peak_rss_gb, resolve_device, seed_everything
 from .distributed import (DistInfo, all_reduce_sum, any_rank, barrier, init_distributed, reduce_metrics,
                           shutdown, write_debug_digest)
 from .evaluate import evaluate
@@ -253,53 +253,62 @@ class Trainer:
             self.eval_env = api.make_vec(cfg.env.id, num_envs=n, group_size=1, reward=self.pipeline, **eval_kwargs)
 
     # -- one rollout ----------------------------------------------------------------------------
-    def _sample_and_score(self, obs) -> tuple[Any, Any, np.ndarray, dict, float, float]:
+    def _sample_and_score(self, obs) -> tuple[Any, Any, np.ndarray, Any, dict, dict[str, float]]:
+        """Sample, then score in the env's worker thread while this one runs the forwards that
+        need no rewards (:meth:`_prepare`). Returns the samples, their rollout, the rewards, the
+        next observations, the env's info and the seconds spent (``score``: waiting for rewards)."""
         cfg, G = self.config.rollout, self.group_size
         prompts = list(obs)[::G]
         t0 = time.perf_counter()
         samples = self.policy.sample(prompts, group_size=G, max_new_tokens=cfg.max_new_tokens,
                                      temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
         t1 = time.perf_counter()
-        next_obs, rewards, _, _, info = self.env.step(samples.texts)
+        self.env.step_async(samples.texts)
+        extra = self._prepare(samples)
         t2 = time.perf_counter()
-        return samples, next_obs, np.asarray(rewards, dtype=np.float64), info, t1 - t0, t2 - t1
+        next_obs, rewards, _, _, info = self.env.step_wait()
+        t3 = time.perf_counter()
+        rewards = np.asarray(rewards, dtype=np.float64)
+        seconds = {"sample": t1 - t0, "prepare": t2 - t1, "score": t3 - t2}
+        return samples, self._rollout(samples, rewards, extra), rewards, next_obs, info, seconds
 
-    def _rollout(self, samples, rewards: np.ndarray):
+    def _rollout(self, samples, rewards: np.ndarray, extra: dict[str, torch.Tensor]):
         from ..algos.rollout import Rollout
 
         n = len(samples.texts)
+        fields = {"old_logp": samples.logp, **extra}
         return Rollout(prompt_ids=samples.prompt_ids, prompt_mask=samples.prompt_mask,
                        completion_ids=samples.completion_ids, completion_mask=samples.completion_mask,
-                       old_logp=samples.logp, rewards=torch.as_tensor(rewards, dtype=torch.float32, device=self.device),
-                       group_ids=torch.arange(n, device=self.device) // self.group_size)
+                       rewards=torch.as_tensor(rewards, dtype=torch.float32, device=self.device),
+                       group_ids=torch.arange(n, device=self.device) // self.group_size, **fields)
 
     def collect(self, obs) -> tuple[Any, Any, dict[str, float], list[dict]]:
         """Sample and score until the algorithm keeps a full batch (dynamic sampling refills)."""
         target = self.local_prompts * self.group_size
         parts, metrics_parts, sample_rows = [], [], []
         kept = tries = 0
-        t_sample = t_score = 0.0
+        seconds = {"sample": 0.0, "prepare": 0.0, "score": 0.0}
+        whole = None
         while tries < 4 and (any_rank(kept < target, self.dist) if self.fsdp else kept < target):
-            samples, obs, rewards, info, ts, tc = self._sample_and_score(obs)
-            t_sample += ts
-            t_score += tc
+            samples, whole, rewards, obs, info, spent = self._sample_and_score(obs)
+            seconds = {k: v + spent[k] for k, v in seconds.items()}
             tries += 1
             scored = info.get("scored", {})
             metrics_parts.append((rewards, scored, samples))
             if not sample_rows:
                 sample_rows = self._sample_rows(samples, rewards, scored)
-            part = self.algorithm.select_groups(self._rollout(samples, rewards))
+            part = self.algorithm.select_groups(whole)
             if len(part):
                 parts.append(part)
                 kept += len(part)
         if not parts:  # every group was filtered out: train on the last batch unfiltered
-            samples = metrics_parts[-1][2]
-            parts = [self._rollout(samples, metrics_parts[-1][0])]
+            parts = [whole]
         rollout = parts[0] if len(parts) == 1 else _cat_rollouts(parts, self.policy.pad_id)
         if len(rollout) > target:
             rollout = rollout.select(torch.arange(target, device=self.device))
         metrics = self._rollout_metrics(metrics_parts)
-        metrics.update({"time/sample": t_sample, "time/score": t_score, "rollout/batches": tries,
+        metrics.update({f"time/{k}": v for k, v in seconds.items()})
+        metrics.update({"rollout/batches": tries,
                         "rollout/kept_fraction": len(rollout) / (tries * target)})
         return rollout, obs, metrics, sample_rows
 
@@ -346,20 +355,25 @@ class Trainer:
         return rows
 
     @torch.no_grad()
-    def _prepare(self, rollout) -> None:
-        """Reference log-probs, critic values and (when needed) recomputed old log-probs."""
+    def _prepare(self, samples) -> dict[str, torch.Tensor]:
+        """Reference log-probs, critic values and (when needed) recomputed old log-probs.
+
+        None of them needs the rewards, so they run while the env scores the batch.
+        """
         temp = self.config.rollout.temperature
-        args = (rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids, rollout.completion_mask)
+        args = (samples.prompt_ids, samples.prompt_mask, samples.completion_ids, samples.completion_mask)
+        extra: dict[str, torch.Tensor] = {}
         with self.policy.autocast():
             if self.autocast is not None:
                 # Cached bf16 decoding and the training forward differ slightly; use the latter.
                 # FSDP ranks must run the same number of forwards, whatever their data.
-                rollout.old_logp, _ = completion_logprobs(self.model, *args, temperature=temp,
-                                                          share_prompts=True, one_forward=self.fsdp)
+                extra["old_logp"], _ = completion_logprobs(self.model, *args, temperature=temp,
+                                                           share_prompts=True, one_forward=self.fsdp)
             if self.reference is not None:
-                rollout.ref_logp, _ = completion_logprobs(self.reference, *args, temperature=temp, share_prompts=True)
+                extra["ref_logp"], _ = completion_logprobs(self.reference, *args, temperature=temp, share_prompts=True)
             if self.critic is not None:
-                rollout.values = self.critic(*args).float()
+                extra["values"] = self.critic(*args).float()
+        return extra
 
     # -- one optimizer step ---------------------------------------------------------------------
     def _micro_batches(self, mb) -> list:
@@ -552,7 +566,6 @@ class Trainer:
             while self._step < cfg.train.max_steps:
                 last_eval = self._maybe_eval(self._step) or last_eval
                 rollout, obs, rmetrics, rows = self.collect(obs)
-                self._prepare(rollout)
                 self.algorithm.advantages(rollout)
                 rmetrics.update(self._advantage_metrics(rollout))
                 rmetrics.update(self.algorithm.rollout_metrics())
@@ -567,8 +580,10 @@ class Trainer:
                         umetrics = reduce_metrics(self.update(mb), self.dist)
                         self._step += 1
                         line = {**rmetrics, **umetrics}
-                        elapsed = rmetrics["time/sample"] + rmetrics["time/score"] + (time.perf_counter() - t0)
+                        elapsed = (rmetrics["time/sample"] + rmetrics["time/prepare"] + rmetrics["time/score"]
+                                   + (time.perf_counter() - t0))
                         line["tokens_per_s"] = rmetrics["completion/tokens"] * self.dist.world_size / max(elapsed, 1e-9)
+                        line["memory/peak_rss_gb"] = peak_rss_gb()
                         if self.device.type == "cuda":
                             line["memory/peak_allocated_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                         self.logger.log_train(self._step, line)

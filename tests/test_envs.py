@@ -167,6 +167,53 @@ def test_one_batched_reward_call_per_step_with_columns_and_same_step_autoreset()
     assert len(spy.calls) == 2
 
 
+def test_step_async_scores_on_another_thread_while_the_caller_works():
+    import threading
+
+    from gymnasium.error import AlreadyPendingCallError, NoAsyncCallError
+
+    went_on = threading.Event()
+
+    def waits_for_the_caller(prompts, completions, **columns):
+        # Only an asynchronous step lets the caller set the event while this runs; a synchronous
+        # one would leave it unset (the wait gives up, the reward says 0).
+        return [float(went_on.wait(timeout=10))] * len(completions)
+
+    env = make_vec(4, 2, reward=waits_for_the_caller)
+    env.reset(seed=0)
+    with pytest.raises(NoAsyncCallError):
+        env.step_wait()
+    env.step_async(["1"] * 4)
+    with pytest.raises(AlreadyPendingCallError):
+        env.step_async(["1"] * 4)
+    went_on.set()
+    obs, rewards, terminated, _, info = env.step_wait()
+    assert rewards.tolist() == [1.0] * 4 and terminated.all() and len(obs) == 4
+    assert info["scored"]["completions"] == ["1"] * 4
+
+
+def test_step_async_then_wait_equals_step_and_errors_surface_in_wait():
+    a, b = make_vec(8, 2), make_vec(8, 2)
+    a.reset(seed=3), b.reset(seed=3)
+    for completions in (["1"] * 8, [str(i) for i in range(8)]):
+        sync = a.step(completions)
+        b.step_async(completions)
+        split = b.step_wait()
+        assert sync[0] == split[0] and sync[1].tolist() == split[1].tolist()
+        assert sync[4]["scored"]["prompts"] == split[4]["scored"]["prompts"]
+
+    def broken(prompts, completions, **columns):
+        raise ValueError("boom")
+
+    env = make_vec(4, 2, reward=broken)
+    obs, _ = env.reset(seed=0)
+    env.step_async(["1"] * 4)                       # returns: the error belongs to step_wait
+    with pytest.raises(Exception, match="boom"):
+        env.step_wait()
+    env.step_async(["1"] * 4)                       # a reset drops a step never waited for
+    assert env.reset(seed=0)[0] == obs
+
+
 def test_vector_check_reuses_pipeline_reward_and_reports_correct():
     spy = Spy()
     env = make_vec(4, 2, reward=spy, check="spy")

@@ -46,7 +46,8 @@ def test_grpo_run_writes_the_documented_outputs(assets, tmp_path):
     assert [r["step"] for r in _eval_lines(rows)] == [0, 2, 3]
     for line in _train_lines(rows):
         for key in ("reward/total/mean", "reward/exact_match/mean", "loss/total", "grad_norm", "lr", "entropy",
-                    "completion/length_mean", "time/sample", "time/score", "time/update", "tokens_per_s", "adv/std"):
+                    "completion/length_mean", "time/sample", "time/prepare", "time/score", "time/update",
+                    "tokens_per_s", "adv/std", "memory/peak_rss_gb"):
             assert key in line, key
     assert all("eval/accuracy" in r for r in _eval_lines(rows))  # the dataset has answers: math check
 
@@ -61,6 +62,37 @@ def test_grpo_run_writes_the_documented_outputs(assets, tmp_path):
     assert tokenizer.decode(tokenizer("12+3=")["input_ids"]) == "12+3="
     before, after = _weights(model_dir), _weights(out / "final")
     assert any(not torch.equal(before[k], after[k]) for k in before), "training did not change any weight"
+
+
+def test_reference_and_critic_forwards_run_while_the_rewards_are_scored(assets, tmp_path, monkeypatch):
+    import threading
+
+    from rftgym.runner.trainer import Trainer
+
+    model_dir, data = assets
+    prepared, seen = threading.Event(), []
+    original = Trainer._prepare
+
+    def prepare(self, samples):
+        extra = original(self, samples)
+        seen.append(sorted(extra))
+        prepared.set()
+        return extra
+
+    def waits_for_prepare(prompts, completions, **columns):
+        # 1 only if the runner's reward-free forwards finished while this reward was running
+        done = prepared.wait(timeout=10)
+        prepared.clear()
+        return [float(done)] * len(completions)
+
+    monkeypatch.setattr(Trainer, "_prepare", prepare)
+    rftgym.register_reward("waits_for_prepare", waits_for_prepare)
+    config = run_config(model_dir, data, tmp_path / "run", rewards=[{"name": "waits_for_prepare"}],
+                        **{"algo.name": "ppo", "algo.kl_coef": 0.05, "eval.every": 0})
+    rftgym.train(config)
+    rows = _train_lines(read_jsonl(tmp_path / "run" / "metrics.jsonl"))
+    assert seen and all(keys == ["ref_logp", "values"] for keys in seen)   # PPO: one rollout, several steps
+    assert len(rows) == 3 and all(r["reward/total/mean"] == 1.0 for r in rows)
 
 
 def test_ppo_run_trains_policy_and_critic(assets, tmp_path):
