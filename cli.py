@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, metavar="DIR", help="a model directory (e.g. RUN/final) or 'embedded'")
     ev.add_argument("--env", default="rftgym/Arithmetic-v0", metavar="ID")
     ev.add_argument("--reward", action="append", metavar="NAME[:WEIGHT]", help="reward(s); default: math")
+    ev.add_argument("--reward-option", action="append", default=[], metavar="NAME.KEY=VALUE",
+                    help="an option of reward NAME (value read as YAML), e.g. reward_model.path=RUN/final; repeatable")
     ev.add_argument("--num-prompts", type=int, default=200, metavar="N")
     ev.add_argument("--max-new-tokens", type=int, default=8, metavar="N")
     ev.add_argument("--split", default="test")
@@ -175,7 +177,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for text in args.env_kwarg:
         path, value = parse_override(text)
         env_kwargs[".".join(path)] = value
-    result = evaluate_model(args.model, env_id=args.env, rewards=_reward_values(args.reward or ["math"]),
+    rewards = _reward_values(args.reward or ["math"])
+    for text in args.reward_option:
+        path, value = parse_override(text) if "=" in text else ([], None)
+        names = [r["name"] for r in rewards]
+        if len(path) != 2 or path[0] not in names:
+            raise RftgymError(f"--reward-option {text!r}: expected NAME.KEY=VALUE with NAME one of the rewards "
+                              f"being evaluated ({', '.join(names)})")
+        for reward in rewards:
+            if reward["name"] == path[0]:
+                reward.setdefault("options", {})[path[1]] = value
+    result = evaluate_model(args.model, env_id=args.env, rewards=rewards,
                             num_prompts=args.num_prompts, max_new_tokens=args.max_new_tokens,
                             split=args.split, env_kwargs=env_kwargs, device=args.device)
     print(json.dumps(result))

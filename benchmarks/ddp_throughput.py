@@ -46,7 +46,7 @@ def run(model: Path, out: Path, prompts: int, steps: int, nproc: int, max_new_to
     lines = [x for x in lines if "time/update" in x][1:]
     if not lines:
         raise SystemExit("need at least 2 steps (the first is warm-up)")
-    step_s = [x["time/sample"] + x["time/score"] + x["time/update"] for x in lines]
+    step_s = [x["time/sample"] + x.get("time/prepare", 0.0) + x["time/score"] + x["time/update"] for x in lines]
     seqs = prompts * _group_size(out)
     return {"processes": nproc, "threads": threads or "auto", "step_s_median": statistics.median(step_s),
             "sequences_per_s": seqs / statistics.median(step_s),

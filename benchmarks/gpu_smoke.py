@@ -121,7 +121,7 @@ def main() -> None:
         "max_new_tokens": RUN["new_tokens"], "completion_tokens_per_step": med("completion/tokens"),
         "sample_tokens_per_s": round(med("completion/tokens") / med("time/sample"), 1),
         "train_tokens_per_s": round(med("completion/tokens") / med("time/update"), 1),
-        "step_s": round(med("time/sample") + med("time/score") + med("time/update"), 3),
+        "step_s": round(med("time/sample") + med("time/prepare") + med("time/score") + med("time/update"), 3),
         "peak_allocated_gb": round(peak, 2), "train_wall_s": round(wall, 1),
         "total_wall_s": round(time.perf_counter() - t0, 1)}))
 

@@ -286,19 +286,19 @@ def _shared_prompt_logits(model: torch.nn.Module, prompt_ids: torch.Tensor, prom
 
 def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                         completion_ids: torch.Tensor, completion_mask: torch.Tensor, temperature: float = 1.0,
-                        with_entropy: bool = False, share_prompts: bool = False, one_forward: bool = False
-                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                        with_entropy: bool = False, share_prompts: bool = False, one_forward: bool = False,
+                        pack_rows: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs ``[N, T]`` of the completion tokens (and entropies, detached).
 
     Only the completion positions' logits are materialised (``logits_to_keep``), and no
     ``[N, T, V]`` log-softmax is kept for backward beyond what the loss needs.
     ``share_prompts``: run each distinct prompt once, by prompt-tree packing (one forward, see
-    :mod:`.packing`) where the model supports it, else by sharing the prompts' KV cache (two
-    forwards, see :func:`_shared_prompt_logits`) unless ``one_forward`` (a DDP/FSDP wrapper
-    expects one forward per backward).
+    :mod:`.packing`) where the model supports it and ``pack_rows``, else by sharing the prompts'
+    KV cache (two forwards, see :func:`_shared_prompt_logits`) unless ``one_forward`` (a
+    DDP/FSDP wrapper expects one forward per backward).
     """
     T = completion_ids.size(1)
-    if share_prompts and T > 0 and supports_packing(model):
+    if share_prompts and pack_rows and T > 0 and supports_packing(model):
         packed = pack(prompt_ids, prompt_mask, completion_ids, completion_mask, attention_weight(model))
         if packed is not None:
             logits = packed_logits(model, packed).float() / temperature        # [R*K, V]

@@ -45,3 +45,12 @@ def test_generation_quick():
     cell = report["cells"][0]
     for key in ("rftgym_tokens_per_s", "hf_tokens_per_s", "prompts", "group_size", "max_new_tokens"):
         assert key in cell
+
+
+@pytest.mark.slow
+def test_training_forward_quick():
+    report = _run("training_forward.py", "--quick")
+    (cell,) = report["cells"]
+    for key in ("padded_ms", "kv_cache_ms", "default_ms", "default_vs_padded", "packed_batches"):
+        assert key in cell
+    assert cell["padded_ms"] > 0 and cell["default_ms"] > 0

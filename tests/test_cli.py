@@ -168,3 +168,25 @@ def test_debug_shows_the_traceback(run_cli, how):
     proc = run_cli("plugins", "--plugin", "no_such_plugin_module", *args, env={"RFTGYM_LOAD_PLUGINS": "", **env})
     assert proc.returncode != 0
     assert "Traceback (most recent call last)" in proc.stderr and "PluginError" in proc.stderr
+
+
+def test_eval_passes_reward_options(capsys, monkeypatch, one_line_error):
+    import json
+
+    seen = []
+
+    def fake_evaluate(model, env_id, rewards, **kwargs):
+        seen.append(rewards)
+        return {"model": model, "eval/reward": 0.0}
+
+    monkeypatch.setattr("rftgym.runner.evaluate.evaluate_model", fake_evaluate)
+    argv = ["eval", "--model", "embedded", "--reward", "math", "--reward", "reward_model:0.5",
+            "--reward-option", "reward_model.path=runs/rm/final", "--reward-option", "reward_model.normalize=false"]
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["eval/reward"] == 0.0
+    assert seen == [[{"name": "math"},
+                     {"name": "reward_model", "weight": 0.5, "options": {"path": "runs/rm/final", "normalize": False}}]]
+    for bad in ("length.max_length=3", "reward_model=3", "reward_model.path"):
+        assert cli.main([*argv[:7], "--reward-option", bad]) == 2
+        message = one_line_error(capsys.readouterr().err)
+        assert f"--reward-option {bad!r}: expected NAME.KEY=VALUE" in message and "math, reward_model" in message
