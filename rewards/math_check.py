@@ -61,6 +61,26 @@ _DECIMAL_LITERAL = re.compile(r"\d\.\d|(?<![\d}])\.\d")
 
 # "20 \text{ dollars}", "15 \mbox{inches}": a unit word after a number is dropped.
 _UNIT = re.compile(r"^(.*\d)\s*\\(?:text|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z .]*\}$")
+# "12 cookies", "4.5 km": up to three plain words after a plain number are its unit, unless one
+# of them changes the value or hedges ("12 hundred", "3 pi", "5 or more").
+# Words are separated by required spaces, so the match is linear (no way to split a long word).
+_PLAIN_UNIT = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s+([A-Za-z]{2,}\.?(?:\s+[A-Za-z]{2,}\.?){0,2})\s*$")
+_NOT_UNITS = frozenset({
+    "and", "or", "nor", "not", "but", "than", "to", "plus", "minus", "times", "over", "divided", "by", "per",
+    "hundred", "thousand", "million", "billion", "trillion", "dozen", "squared", "cubed", "percent",
+    "factorial", "pi", "sqrt", "sin", "cos", "tan", "log", "ln", "exp", "mod", "inf", "infinity", "less",
+    "more", "fewer", "at", "least", "most", "only", "approximately", "about", "roughly", "half", "third",
+    "thirds", "quarter", "quarters", "tenths", "hundredths", "point", "i", "e",
+})
+
+
+def _strip_plain_unit(s: str) -> str:
+    m = _PLAIN_UNIT.match(s)
+    if m and not any(w.rstrip(".").lower() in _NOT_UNITS for w in m.group(2).split()):
+        return m.group(1)
+    return s
+
+
 _SPACE = re.compile(r"(?<![A-Za-z])\s+|\s+(?![A-Za-z])")
 
 
@@ -117,7 +137,7 @@ def precheck(gold: str, pred: str, opts: CheckOptions) -> Prepared:
             return Prepared(g, p, False, f"{side} refused: {reason}")
     if _HEDGE.search(p) and not _HEDGE.search(g):
         return Prepared(g, p, False, "hedged answer")
-    g, p = _UNIT.sub(r"\1", g), _UNIT.sub(r"\1", p)
+    g, p = _strip_plain_unit(_UNIT.sub(r"\1", g)), _strip_plain_unit(_UNIT.sub(r"\1", p))
     gt, pt = _untext(g), _untext(p)
     letter = _LETTER.match(gt)
     if letter:

@@ -250,3 +250,30 @@ def test_sentences_and_currency_in_verify_and_the_reward(gold, prediction, expec
 ])
 def test_bare_answers_are_not_mistaken_for_prose(gold, prediction):
     assert verify(gold, prediction) is True
+
+
+@pytest.mark.parametrize("gold, prediction, expected", [
+    ("12", "12 cookies", True),                                   # a plain-text unit is dropped
+    ("12", "The answer is 12 cookies.", True),
+    ("12 apples", "12", True),
+    ("4.5", "4.5 km", True),
+    ("1,000", "1,000 people", True),
+    ("13", "12 cookies", False),
+    ("12", "12 hundred", False),                                  # words that change the value stay
+    ("1200", "12 hundred", False),
+    ("3", "3 pi", False),
+    ("5", "5 or more", False),                                    # hedges stay hedges
+    ("2", "2 cookies and 3 cakes", False),
+])
+def test_plain_text_units_after_a_number(gold, prediction, expected):
+    assert verify(gold, prediction) is expected
+
+
+def test_plain_unit_strip_is_linear_on_hostile_input():
+    from rftgym.rewards.math_check import _PLAIN_UNIT
+
+    # A pattern that could split one long word among its three word slots backtracks
+    # quadratically here (minutes at this length, in the parent process); this one requires
+    # spaces between words, so it fails at once.
+    assert _PLAIN_UNIT.match("12 " + "a" * 20000 + "!") is None
+    assert _PLAIN_UNIT.match("12 big red apples").group(1) == "12"
