@@ -86,6 +86,12 @@ class Algorithm:
         """Whether the runner must load a frozen reference and fill ``rollout.ref_logp``."""
         return False
 
+    @property
+    def filters_groups(self) -> bool:
+        """Whether :meth:`select_groups` may drop groups. The runner then runs the reference and
+        critic forwards on the kept rollout only, instead of on each batch while it is scored."""
+        return False
+
     # -- the algorithm ----------------------------------------------------------------------
     def select_groups(self, rollout: Rollout) -> Rollout:
         """Groups to train on (dynamic sampling drops some; the runner refills). Default: all."""

@@ -73,6 +73,10 @@ class GRPO(Algorithm):
     def needs_reference(self) -> bool:
         return self.config.beta > 0
 
+    @property
+    def filters_groups(self) -> bool:
+        return self.config.dynamic_sampling
+
     def select_groups(self, rollout: Rollout) -> Rollout:
         """DAPO's dynamic sampling: keep only groups whose rewards differ (Â ≠ 0 somewhere)."""
         if not self.config.dynamic_sampling:

@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             s = policy.sample(prompts, group_size=group, max_new_tokens=max_new, generator=generator)
             batches.append((s.prompt_ids, s.prompt_mask, s.completion_ids, s.completion_mask))
         model.train()
-        alpha = packing.attention_weight(model)
-        packed = sum(packing.pack(*b, alpha=alpha) is not None for b in batches)
+        weights = packing.cost_weights(model)
+        packed = sum(packing.pack(*b, weights) is not None for b in batches)
         times = {m: [] for m in MODES}
         for m, kwargs in MODES.items():  # warm-up
             fwd_bwd(model, batches[0], **kwargs)

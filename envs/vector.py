@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from .sources import Row, build_source
 from .spaces import AnyText
 
 
+CLOSE_WAIT_S = 60.0  # longest close() waits for a scoring thread (rewards' own timeouts are shorter)
 _IMMUTABLE = (str, int, float, bool, type(None), np.generic)
 
 
@@ -63,7 +65,7 @@ class PromptBanditVectorEnv(VectorEnv):
         self._batch: list[Row] | None = None  # one Row per sub-env
         self._last_scored: dict[str, Any] | None = None
         self._restored = False
-        self._pending: tuple | None = None  # the scoring thread of step_async and its inputs
+        self._pending: tuple | None = None  # step_async's done event, result box and inputs
 
     # -- batches --------------------------------------------------------------------------------
     def _draw(self) -> None:
@@ -84,7 +86,7 @@ class PromptBanditVectorEnv(VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[tuple[str, ...], dict[str, Any]]:
         """Draw the next prompts (a seeded reset restarts the data order as well as the RNG)."""
         if self._pending is not None:  # a step_async never waited for: its scores are dropped
-            self._pending[0].join()
+            self._pending[0].wait()
             self._pending = None
         super().reset(seed=seed)
         if seed is not None:
@@ -114,25 +116,28 @@ class PromptBanditVectorEnv(VectorEnv):
         completions = check_completions(actions, self.num_envs)
         prompts, scored_info = self._obs_info()
         box: dict[str, Any] = {}
+        done = threading.Event()
 
         def score() -> None:
             try:
                 box["value"] = self.scorer(prompts, completions, scored_info["columns"])
             except BaseException as exc:  # raised in the caller's thread by step_wait
                 box["error"] = exc
+            finally:
+                done.set()
 
         # A daemon thread, not an executor: those are joined at exit, so a reward stuck in C
-        # code would hang shutdown after Ctrl-C.
-        worker = threading.Thread(target=score, name="rftgym-score", daemon=True)
-        worker.start()
-        self._pending = (worker, box, prompts, completions, scored_info)
+        # code would hang shutdown after Ctrl-C. Waits use the event, not join(): an
+        # interrupted join() (Python < 3.13) marks a still-running thread as finished.
+        threading.Thread(target=score, name="rftgym-score", daemon=True).start()
+        self._pending = (done, box, prompts, completions, scored_info)
 
     def step_wait(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Wait for the scoring started by :meth:`step_async`; the next prompts are drawn here."""
         if self._pending is None:
             raise NoAsyncCallError("step_wait() called without a pending step_async()", "step")
-        worker, box, prompts, completions, scored_info = self._pending
-        worker.join()
+        done, box, prompts, completions, scored_info = self._pending
+        done.wait()  # interrupted (Ctrl-C): the step stays pending for close() or reset()
         self._pending = None
         if "error" in box:
             raise box["error"]
@@ -159,9 +164,12 @@ class PromptBanditVectorEnv(VectorEnv):
                        for i, (p, c, r) in enumerate(zip(s["prompts"], s["completions"], s["rewards"])))
 
     def close_extras(self, **kwargs: Any) -> None:
-        """Release the rewards' resources (after any scoring in flight)."""
+        """Release the rewards' resources, after the scoring in flight (waiting at most
+        ``CLOSE_WAIT_S``: shutting down must not hang on a stuck reward)."""
         if self._pending is not None:
-            self._pending[0].join()
+            if not self._pending[0].wait(CLOSE_WAIT_S):
+                warnings.warn(f"closing the env while a reward has been scoring for over {CLOSE_WAIT_S:g}s; "
+                              "its thread is left to finish on its own", RuntimeWarning, stacklevel=2)
             self._pending = None
         self.scorer.close()
 

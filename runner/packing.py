@@ -24,6 +24,16 @@ import torch
 
 # The attention implementations that honour a custom 4-D mask as given.
 MASKED_ATTENTION = ("sdpa", "eager")
+# Architectures whose every layer is attention that applies the given 4-D mask and whose
+# positions come from ``position_ids`` (RoPE): checked against the padded forward in
+# tests/test_policy.py. Others are not packed: recurrent or convolutional layers (Mamba, LFM2,
+# linear attention) run along the packed row across completions, ALiBi builds its own bias, and
+# transformers drops sliding windows and chunks when given a 4-D mask. Extend it only with an
+# architecture that passes that test.
+PACKABLE_MODEL_TYPES = frozenset({
+    "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text",
+    "phi3", "olmo", "olmo2", "granite", "smollm3", "starcoder2", "cohere",
+})
 
 
 @dataclass
@@ -42,36 +52,59 @@ def _inner(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(inner, "_orig_mod", inner)         # torch.compile
 
 
+def _full_attention_only(cfg) -> bool:
+    """No sliding-window or chunked layers (their window would be lost with a 4-D mask)."""
+    if getattr(cfg, "attention_chunk_size", None):
+        return False
+    types = getattr(cfg, "layer_types", None)
+    if types is not None:  # per-layer kinds, where the config has them, decide (the window may go unused)
+        return all(t == "full_attention" for t in types)
+    return not (getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True))
+
+
 def supports_packing(model: torch.nn.Module) -> bool:
-    """Whether ``model`` takes a custom 4-D mask and a tensor ``logits_to_keep`` (HF causal LMs with sdpa/eager)."""
+    """Whether ``model`` can run packed rows exactly: a listed full-attention architecture with
+    sdpa/eager attention and a forward that takes ``position_ids`` and a tensor ``logits_to_keep``."""
     inner = _inner(model)
-    impl = getattr(getattr(inner, "config", None), "_attn_implementation", None)
-    if impl not in MASKED_ATTENTION:
+    cfg = getattr(inner, "config", None)
+    if getattr(cfg, "_attn_implementation", None) not in MASKED_ATTENTION:
         return False
     cached = getattr(inner, "_rftgym_packable", None)
     if cached is None:
         params = inspect.signature(inner.forward).parameters
-        cached = "logits_to_keep" in params and "position_ids" in params
+        cached = (getattr(cfg, "model_type", None) in PACKABLE_MODEL_TYPES and _full_attention_only(cfg)
+                  # transformers' own forward (FSDP2 subclasses the model class but inherits it), not remote code
+                  and getattr(type(inner).forward, "__module__", "").startswith("transformers.")
+                  and "logits_to_keep" in params and "position_ids" in params)
         inner._rftgym_packable = cached
     return cached
 
 
-def attention_weight(model: torch.nn.Module) -> float:
-    """FLOPs of attending one (query, key) pair relative to running one token through the weights.
+@dataclass(frozen=True)
+class CostWeights:
+    """The model's costs relative to running one token through its weights (~2·params FLOPs)."""
 
-    One token costs ~2·params FLOPs in the matmuls; one pair costs ~4·hidden per layer (QKᵀ and
-    AV), so the ratio is ``2·hidden·layers / params`` (1e-3 for the 1M embedded model, 9e-5 for a
-    0.5B Qwen2). Measured on CPU for the embedded model, dense masked attention costs close to that.
-    """
+    attention: float  # one (query, key) pair: ~4·hidden per layer (QKᵀ and AV) -> 2·hidden·layers/params
+    head: float       # one position through the LM head: 2·hidden·vocab -> hidden·vocab/params
+
+
+def cost_weights(model: torch.nn.Module) -> CostWeights:
+    """:class:`CostWeights` of ``model`` (attention 1e-3 and head 0.013 for the 1M embedded model;
+    9e-5 and 0.28 for a 0.5B Qwen2). On CPU the embedded model's dense masked attention measured
+    close to its FLOP share."""
     inner = _inner(model)
-    cached = getattr(inner, "_rftgym_attention_weight", None)
+    cached = getattr(inner, "_rftgym_cost_weights", None)
     if cached is None:
         cfg = inner.config
         hidden = getattr(cfg, "hidden_size", None) or 0
         layers = getattr(cfg, "num_hidden_layers", None) or 0
+        vocab = getattr(cfg, "vocab_size", None) or 0
         params = sum(p.numel() for p in inner.parameters())
-        cached = 2.0 * hidden * layers / params if hidden and layers and params else 1.0
-        inner._rftgym_attention_weight = cached
+        if hidden and layers and params:
+            cached = CostWeights(2.0 * hidden * layers / params, hidden * vocab / params)
+        else:
+            cached = CostWeights(1.0, 1.0)
+        inner._rftgym_cost_weights = cached
     return cached
 
 
@@ -87,49 +120,70 @@ def _rows(sizes: list[int], capacity: int) -> tuple[list[int], list[int], list[i
     return row_of, start, fill
 
 
-def _layout(sizes: list[int], alpha: float, max_row: int) -> tuple[float, tuple] | None:
-    """The cheapest row length for these group sizes: ``R·L`` tokens plus ``alpha·R·L²`` masked pairs.
+def _head_columns(p_len: list[int], sizes: list[int], start: list[int], length: int) -> int:
+    """K: the columns whose logits some row needs (``logits_to_keep`` is one index for all rows).
 
-    Longer rows waste less padding but attend densely over more keys; the candidates are
-    powers of two times the longest group, up to ``max_row`` (which bounds the mask's memory).
+    A group needs the columns from its prompt's last token to its end."""
+    diff = [0] * (length + 1)
+    for p, size, s in zip(p_len, sizes, start):
+        diff[s + p - 1] += 1
+        diff[s + size] -= 1
+    covered = running = 0
+    for d in diff[:length]:
+        running += d
+        covered += running > 0
+    return covered
+
+
+def _layout(p_len: list[int], sizes: list[int], w: CostWeights, max_row: int,
+            max_head: int) -> tuple[float, tuple] | None:
+    """The cheapest rows for these groups: ``R·L`` tokens, ``R·L²`` masked pairs and ``R·K`` head positions.
+
+    Longer rows waste less padding but attend densely over more keys, and the kept columns
+    are shared by all rows. The candidates are powers of two times the longest group, up to
+    ``max_row`` (which bounds the mask's memory); layouts with more head positions than
+    ``max_head`` (the padded forward's) are refused, so the logits never take more memory.
     """
     best = None
     capacity = max(sizes)
     while capacity <= max_row:
-        layout = _rows(sizes, capacity)
-        rows, length = len(layout[2]), max(layout[2])
-        cost = rows * length + alpha * rows * length * length
-        if best is None or cost < best[0]:
-            best = (cost, layout)
+        row_of, start, fill = _rows(sizes, capacity)
+        rows, length = len(fill), max(fill)
+        head = rows * _head_columns(p_len, sizes, start, length)
+        cost = rows * length + w.attention * rows * length * length + w.head * head
+        if head <= max_head and (best is None or cost < best[0]):
+            best = (cost, (row_of, start, fill))
         if rows == 1:
             break
         capacity *= 2
     return best
 
 
-def unpacked_cost(N: int, P: int, T: int, alpha: float) -> float:
-    """The same estimate for the padded forward, every row whole.
+def unpacked_cost(N: int, P: int, T: int, w: CostWeights) -> float:
+    """The same estimate for the padded forward: every row whole, ``T + 1`` head positions each.
 
     Not compared with the KV-cache sharing path, whose FLOPs are close to packing's but which
     costs a second model call and a copy of the prompts' cache per row: on the embedded model
-    packing's one forward+backward measured 24 ms against its 29 (``benchmarks/README.md``).
+    packing's one forward+backward measured 23 ms against its 31 (``benchmarks/training_forward.py``).
     """
-    return N * (P + T) + alpha * N * (P + T) ** 2
+    return N * (P + T) + w.attention * N * (P + T) ** 2 + w.head * N * (T + 1)
 
 
 def pack(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
-         completion_mask: torch.Tensor, alpha: float, max_row: int = 4096,
+         completion_mask: torch.Tensor, weights: CostWeights, max_row: int = 4096,
          pad_id: int = 0) -> Packed | None:
     """Pack ``N`` rows (left-padded prompts, right-padded completions) into a few tree rows.
 
-    Groups (rows with the same prompt) are placed whole, in order, at the row length that
+    Groups (rows with the same prompt) are placed whole, in order, in the rows that
     :func:`_layout` estimates cheapest. None when that estimate is no better than the padded
     forward's (:func:`unpacked_cost`; long completions, where masked attention dominates), when
-    a group is longer than ``max_row``, or when a prompt is empty.
+    a group is longer than ``max_row``, or when the batch or a prompt is empty.
     """
     device = prompt_ids.device
     N, P = prompt_ids.shape
     T = completion_ids.size(1)
+    if N == 0 or T == 0:
+        return None
     keys, inverse = torch.unique(torch.cat([prompt_ids, prompt_mask.to(prompt_ids.dtype)], dim=1), dim=0,
                                  return_inverse=True)
     U = keys.size(0)
@@ -141,8 +195,8 @@ def pack(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: to
     group_len = p_len.clone().index_add_(0, inverse, c_len)             # [U]
 
     sizes = group_len.tolist()                                           # a handful to a few hundred groups
-    best = _layout(sizes, alpha, max_row)
-    if best is None or best[0] >= unpacked_cost(N, P, T, alpha):
+    best = _layout(p_len.tolist(), sizes, weights, max_row, max_head=N * (T + 1))
+    if best is None or best[0] >= unpacked_cost(N, P, T, weights):
         return None
     row_of, start, fill = best[1]
     R, L = len(fill), max(fill)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .distributed import any_rank
-from .packing import attention_weight, pack, packed_logits, supports_packing
+from .packing import cost_weights, pack, packed_logits, supports_packing
 
 
 @dataclass
@@ -299,7 +299,7 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
     """
     T = completion_ids.size(1)
     if share_prompts and pack_rows and T > 0 and supports_packing(model):
-        packed = pack(prompt_ids, prompt_mask, completion_ids, completion_mask, attention_weight(model))
+        packed = pack(prompt_ids, prompt_mask, completion_ids, completion_mask, cost_weights(model))
         if packed is not None:
             logits = packed_logits(model, packed).float() / temperature        # [R*K, V]
             lsm = logits.log_softmax(-1)

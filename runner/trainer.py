@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -41,6 +42,16 @@ class TrainResult:
 
     output_dir: Path
     final_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _scores_async(env: Any) -> bool:
+    """Whether ``env.step(a)`` is ``step_async(a)`` then ``step_wait()``: both defined by the class
+    that defines ``step`` (a plugin's ``VectorEnv`` may have neither, or override ``step`` only)."""
+    def owner(name: str) -> type | None:
+        return next((k for k in type(env).__mro__ if name in vars(k)), None)
+
+    step = owner("step")
+    return step is not None and owner("step_async") is step and owner("step_wait") is step
 
 
 def _cat_rollouts(parts: list, pad_id: int) -> Any:
@@ -245,6 +256,7 @@ class Trainer:
         kwargs = {k: v for k, v in cfg.env.kwargs.items() if k != "system_prompt"}
         self.env = api.make_vec(cfg.env.id, num_envs=self.local_prompts * self.group_size,
                                 group_size=self.group_size, reward=self.pipeline, **kwargs)
+        self._async_env = _scores_async(self.env)
         self.eval_env = None
         if cfg.eval.every > 0 and (self.dist.is_main or self.fsdp):
             eval_kwargs = {**kwargs, **cfg.env.eval_kwargs}
@@ -253,20 +265,26 @@ class Trainer:
             self.eval_env = api.make_vec(cfg.env.id, num_envs=n, group_size=1, reward=self.pipeline, **eval_kwargs)
 
     # -- one rollout ----------------------------------------------------------------------------
-    def _sample_and_score(self, obs) -> tuple[Any, Any, np.ndarray, Any, dict, dict[str, float]]:
-        """Sample, then score in the env's worker thread while this one runs the forwards that
-        need no rewards (:meth:`_prepare`). Returns the samples, their rollout, the rewards, the
-        next observations, the env's info and the seconds spent (``score``: waiting for rewards)."""
+    def _sample_and_score(self, obs, prepare: bool) -> tuple[Any, Any, np.ndarray, Any, dict, dict[str, float]]:
+        """Sample, then score; with ``prepare``, the forwards that need no rewards (:meth:`_prepare`)
+        run while an env with ``step_async`` scores on its thread. Returns the samples, their
+        rollout, the rewards, the next observations, the env's info and the seconds spent
+        (``score``: waiting for the rewards)."""
         cfg, G = self.config.rollout, self.group_size
         prompts = list(obs)[::G]
         t0 = time.perf_counter()
         samples = self.policy.sample(prompts, group_size=G, max_new_tokens=cfg.max_new_tokens,
                                      temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
         t1 = time.perf_counter()
-        self.env.step_async(samples.texts)
-        extra = self._prepare(samples)
-        t2 = time.perf_counter()
-        next_obs, rewards, _, _, info = self.env.step_wait()
+        if self._async_env:
+            self.env.step_async(samples.texts)
+            extra = self._prepare(samples) if prepare else {}
+            t2 = time.perf_counter()
+            next_obs, rewards, _, _, info = self.env.step_wait()
+        else:
+            extra = self._prepare(samples) if prepare else {}
+            t2 = time.perf_counter()
+            next_obs, rewards, _, _, info = self.env.step(samples.texts)
         t3 = time.perf_counter()
         rewards = np.asarray(rewards, dtype=np.float64)
         seconds = {"sample": t1 - t0, "prepare": t2 - t1, "score": t3 - t2}
@@ -289,8 +307,10 @@ class Trainer:
         kept = tries = 0
         seconds = {"sample": 0.0, "prepare": 0.0, "score": 0.0}
         whole = None
+        # Dropped groups would waste their reference/critic forwards: prepare the kept ones only.
+        late = self.algorithm.filters_groups
         while tries < 4 and (any_rank(kept < target, self.dist) if self.fsdp else kept < target):
-            samples, whole, rewards, obs, info, spent = self._sample_and_score(obs)
+            samples, whole, rewards, obs, info, spent = self._sample_and_score(obs, prepare=not late)
             seconds = {k: v + spent[k] for k, v in seconds.items()}
             tries += 1
             scored = info.get("scored", {})
@@ -306,6 +326,10 @@ class Trainer:
         rollout = parts[0] if len(parts) == 1 else _cat_rollouts(parts, self.policy.pad_id)
         if len(rollout) > target:
             rollout = rollout.select(torch.arange(target, device=self.device))
+        if late:
+            t0 = time.perf_counter()
+            rollout = dataclasses.replace(rollout, **self._prepare(rollout))
+            seconds["prepare"] += time.perf_counter() - t0
         metrics = self._rollout_metrics(metrics_parts)
         metrics.update({f"time/{k}": v for k, v in seconds.items()})
         metrics.update({"rollout/batches": tries,
@@ -355,13 +379,11 @@ class Trainer:
         return rows
 
     @torch.no_grad()
-    def _prepare(self, samples) -> dict[str, torch.Tensor]:
-        """Reference log-probs, critic values and (when needed) recomputed old log-probs.
-
-        None of them needs the rewards, so they run while the env scores the batch.
-        """
+    def _prepare(self, batch) -> dict[str, torch.Tensor]:
+        """Reference log-probs, critic values and (when needed) recomputed old log-probs of
+        ``batch`` (samples or a rollout). None of them needs the rewards."""
         temp = self.config.rollout.temperature
-        args = (samples.prompt_ids, samples.prompt_mask, samples.completion_ids, samples.completion_mask)
+        args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
         extra: dict[str, torch.Tensor] = {}
         with self.policy.autocast():
             if self.autocast is not None:

@@ -214,6 +214,36 @@ def test_step_async_then_wait_equals_step_and_errors_surface_in_wait():
     assert env.reset(seed=0)[0] == obs
 
 
+def test_close_waits_for_scoring_in_flight_but_not_forever(monkeypatch):
+    import threading
+
+    import rftgym.envs.vector as vector
+
+    finished, release = threading.Event(), threading.Event()
+
+    def slow(prompts, completions, **columns):
+        release.wait(timeout=10)
+        finished.set()
+        return [0.0] * len(completions)
+
+    env = make_vec(4, 2, reward=slow)
+    env.reset(seed=0)
+    env.step_async(["1"] * 4)
+    threading.Timer(0.05, release.set).start()
+    env.close()                                     # waits for the reward before closing the pipeline
+    assert finished.is_set()
+
+    finished.clear(), release.clear()
+    monkeypatch.setattr(vector, "CLOSE_WAIT_S", 0.01)
+    env = make_vec(4, 2, reward=slow)
+    env.reset(seed=0)
+    env.step_async(["1"] * 4)
+    with pytest.warns(RuntimeWarning, match="left to finish on its own"):
+        env.close()                                 # a stuck reward cannot hang shutdown
+    assert not finished.is_set()
+    release.set()
+
+
 def test_vector_check_reuses_pipeline_reward_and_reports_correct():
     spy = Spy()
     env = make_vec(4, 2, reward=spy, check="spy")

@@ -22,6 +22,10 @@ def tokenizer():
     return build_char_tokenizer()
 
 
+def _w(attention: float, head: float = 0.0) -> packing.CostWeights:
+    return packing.CostWeights(attention=attention, head=head)
+
+
 def _model(tokenizer, attn: str = "sdpa", seed: int = 0):
     model = build_tiny_model(tokenizer, seed=seed, **SIZES)
     model.config._attn_implementation = attn
@@ -74,7 +78,7 @@ def _assert_same(a, b, atol=2e-5):
 def test_packed_forward_matches_the_plain_forward(tokenizer, ragged, attn):
     model = _model(tokenizer, attn)
     assert packing.supports_packing(model)
-    packed = packing.pack(*ragged, alpha=packing.attention_weight(model))
+    packed = packing.pack(*ragged, packing.cost_weights(model))
     assert packed is not None
     plain = _logp_and_grads(model, ragged)
     shared = _logp_and_grads(model, ragged, share_prompts=True)
@@ -97,7 +101,7 @@ def test_kv_cache_sharing_matches_the_plain_forward(tokenizer, ragged):
 
 def test_packing_shares_each_prompt_and_drops_padding(tokenizer, ragged):
     prompt_ids, prompt_mask, completion_ids, completion_mask = ragged
-    packed = packing.pack(*ragged, alpha=0.0, max_row=10_000)   # attention free: one row is cheapest
+    packed = packing.pack(*ragged, _w(0.0), max_row=10_000)   # attention free: one row is cheapest
     assert packed.input_ids.shape[0] == 1
     fed = int(prompt_mask[::4].sum() + (completion_mask.sum(-1) - 1).sum())
     assert packed.input_ids.shape[1] == fed                    # each prompt once, no padding
@@ -110,16 +114,16 @@ def test_packing_shares_each_prompt_and_drops_padding(tokenizer, ragged):
     assert mask[third + 1, third] and not mask[third, third + 1]          # causal within a completion
     assert packed.position_ids[0, third] == p0 and packed.position_ids[0, first] == p0
     # Row-per-group layouts are chosen when attention is expensive.
-    per_group = packing.pack(*ragged, alpha=1.0)
+    per_group = packing.pack(*ragged, _w(1.0))
     assert per_group is None or per_group.input_ids.shape[0] > 1
 
 
 def test_packing_declines_when_padded_rows_are_cheaper_or_rows_too_long(tokenizer, ragged, monkeypatch):
     # One short prompt, four long completions: a packed row attends over ~4x the keys.
     long_group = _batch(tokenizer, ["1="], ["123456", "234567", "345678", "456789"], group=4)
-    assert packing.pack(*long_group, alpha=0.0) is not None
-    assert packing.pack(*long_group, alpha=10.0) is None        # masked attention priced out
-    assert packing.pack(*ragged, alpha=0.0, max_row=8) is None  # a group does not fit a row
+    assert packing.pack(*long_group, _w(0.0)) is not None
+    assert packing.pack(*long_group, _w(10.0)) is None        # masked attention priced out
+    assert packing.pack(*ragged, _w(0.0), max_row=8) is None  # a group does not fit a row
     import rftgym.runner.policy as policy_mod
 
     results = []
@@ -130,7 +134,7 @@ def test_packing_declines_when_padded_rows_are_cheaper_or_rows_too_long(tokenize
 
     monkeypatch.setattr(policy_mod, "pack", spy)
     model = _model(tokenizer)
-    model._rftgym_attention_weight = 10.0
+    model._rftgym_cost_weights = _w(10.0)
     _assert_same(_logp_and_grads(model, long_group), _logp_and_grads(model, long_group, share_prompts=True))
     assert results == [None]                                    # asked, declined, fell back
 
@@ -139,7 +143,7 @@ def test_packing_handles_unsorted_groups_and_single_completions(tokenizer):
     # GRPO groups need not be contiguous (after dynamic-sampling refills) and G may be 1.
     batch = _batch(tokenizer, ["1+1=", "23+4=", "1+1=", "9+9="], ["2", "27", "3", "18"], group=1)
     model = _model(tokenizer, seed=1)
-    assert packing.pack(*batch, alpha=0.0) is not None
+    assert packing.pack(*batch, _w(0.0)) is not None
     _assert_same(_logp_and_grads(model, batch), _logp_and_grads(model, batch, share_prompts=True))
 
 
@@ -175,3 +179,66 @@ def test_sampling_logprobs_match_a_full_forward(kwargs):
     # top-k/top-p change what is drawn, not the reported log-prob (that of logits / temperature)
     torch.testing.assert_close(samples.logp, logp, atol=2e-5, rtol=0)
     assert (samples.logp[samples.completion_mask == 0] == 0).all()
+
+
+def _arch_model(model_type: str, **overrides):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    layers = 2
+    kwargs = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+                  pad_token_id=0, bos_token_id=2, eos_token_id=1)
+    if model_type in ("gemma2", "gemma3_text", "qwen2", "qwen3", "smollm3", "qwen2_moe"):
+        kwargs.update(layer_types=["full_attention"] * layers)
+    if model_type in ("mistral", "starcoder2", "phi3", "mixtral", "qwen2", "qwen3"):
+        kwargs.update(sliding_window=None)
+    if model_type in ("qwen2_moe", "qwen3_moe", "mixtral"):
+        kwargs.update(num_experts=4, num_experts_per_tok=2, num_local_experts=4, moe_intermediate_size=16,
+                      shared_expert_intermediate_size=16, decoder_sparse_step=1)
+    kwargs.update(overrides)
+    config = AutoConfig.for_model(model_type, **kwargs)
+    torch.manual_seed(0)
+    attn = "eager" if model_type == "gemma2" else "sdpa"  # transformers has no sdpa Gemma2
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn).float()
+    return model.eval()
+
+
+@pytest.mark.parametrize("model_type", sorted(packing.PACKABLE_MODEL_TYPES))
+def test_every_packable_architecture_matches_its_padded_forward(tokenizer, ragged, model_type):
+    model = _arch_model(model_type)
+    assert packing.supports_packing(model), model_type
+    assert packing.pack(*ragged, packing.cost_weights(model)) is not None
+    plain = _logp_and_grads(model, ragged)
+    _assert_same(plain, _logp_and_grads(model, ragged, share_prompts=True), atol=5e-5)
+
+
+@pytest.mark.parametrize("model_type, overrides", [
+    ("mistral", {"sliding_window": 4}),                                   # a window a 4-D mask would lose
+    ("qwen2", {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 0, "layer_types": None}),
+    ("gemma3_text", {"layer_types": None, "sliding_window": 4}),          # alternating sliding layers
+    ("gpt2", {}),                                                         # not a listed architecture
+])
+def test_windowed_or_unlisted_architectures_are_not_packed_and_stay_exact(tokenizer, ragged, model_type, overrides):
+    if model_type == "gpt2":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64)).eval()
+    else:
+        model = _arch_model(model_type, **overrides)
+    assert not packing.supports_packing(model)
+    # With a window of 4 tokens the rows here are longer than the window: only the padded and
+    # KV-cache paths honour it, and they agree.
+    _assert_same(_logp_and_grads(model, ragged), _logp_and_grads(model, ragged, share_prompts=True))
+
+
+def test_multi_row_layouts_never_keep_more_logits_than_the_padded_forward(tokenizer):
+    # Long, different prompts and one-token answers: the kept columns are shared by all rows,
+    # so spreading groups over rows could multiply the LM-head work; the layout refuses that.
+    prompts = [("1+" * n) + "1=" for n in (3, 30, 6, 24, 9, 18)]
+    batch = _batch(tokenizer, prompts, ["7", "8"] * 6, group=2)
+    N, T = batch[2].shape
+    for attention in (1e-3, 1e-2, 0.1):
+        packed = packing.pack(*batch, _w(attention, head=0.0))   # the bound holds even when heads look free
+        if packed is not None:
+            assert packed.input_ids.size(0) * packed.keep.numel() <= N * (T + 1)
+    assert packing.pack(*(t[:0] for t in batch), _w(0.0)) is None                     # an empty batch

@@ -95,6 +95,48 @@ def test_reference_and_critic_forwards_run_while_the_rewards_are_scored(assets, 
     assert len(rows) == 3 and all(r["reward/total/mean"] == 1.0 for r in rows)
 
 
+def test_env_without_async_scoring_or_with_its_own_step_is_stepped(monkeypatch):
+    import gymnasium
+
+    from rftgym.envs.vector import PromptBanditVectorEnv
+    from rftgym.runner.trainer import _scores_async
+
+    class OwnStep(PromptBanditVectorEnv):
+        def step(self, actions):                    # post-processing the runner must not skip
+            return super().step(actions)
+
+    class Plain(gymnasium.vector.VectorEnv):
+        def step(self, actions):
+            raise NotImplementedError
+
+    assert _scores_async(PromptBanditVectorEnv(4, 2, task="arithmetic"))
+    assert not _scores_async(OwnStep(4, 2, task="arithmetic"))
+    assert not _scores_async(Plain())
+
+
+def test_dynamic_sampling_prepares_only_the_kept_groups(assets, tmp_path, monkeypatch):
+    from rftgym.algos.rollout import Rollout
+    from rftgym.runner.trainer import Trainer
+
+    model_dir, data = assets
+    calls = []
+    original = Trainer._prepare
+
+    def prepare(self, batch):
+        calls.append((type(batch), len(batch.completion_ids)))
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "_prepare", prepare)
+    # exact match is all-zero on a random model: every group is dropped, four batches are drawn
+    config = run_config(model_dir, data, tmp_path / "run", rewards=[{"name": "exact_match"}],
+                        **{"algo.dynamic_sampling": True, "algo.beta": 0.04, "eval.every": 0})
+    rftgym.train(config)
+    rows = _train_lines(read_jsonl(tmp_path / "run" / "metrics.jsonl"))
+    assert len(rows) == 3 and len(calls) == 3
+    assert all(kind is Rollout and n == 8 for kind, n in calls)   # once per step, on the kept rollout
+    assert all(r["rollout/batches"] == 4 for r in rows)
+
+
 def test_ppo_run_trains_policy_and_critic(assets, tmp_path):
     model_dir, data = assets
     out = tmp_path / "ppo"
