@@ -14,14 +14,15 @@ import threading
 from typing import Any, Sequence
 
 from .math_check import CheckOptions
-from .math_extract import STRATEGIES, Extracted, extract
+from .math_extract import STRATEGIES, Extracted, extract, unwrap_gold
 from .math_guard import MAX_ANSWER_CHARS
-from .math_text import clean_unicode
+from .math_text import clean_unicode, split_top_level
 from .math_verifier import MathVerifier
 
 __all__ = ["MathReward", "verify", "completion_text"]
 
 _VERIFY_MARKERS = ("boxed", "hash", "answer_is")
+_GROUPED_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 # A prediction with prose in it ("we find 0.5") is a solution, not a bare answer; LaTeX
 # commands and \text{} units do not count as prose.
 _LATEX_WORDS = re.compile(r"\\(?:text|mbox|mathrm)\{[^{}]*\}|\\[A-Za-z]+")
@@ -75,7 +76,8 @@ class MathReward:
     """Reward 1.0 when the completion's final answer equals the gold ``answer``, else 0.0.
 
     Options: ``extraction`` (strategies in order, from ``boxed``, ``hash``, ``answer_is``,
-    ``dollar``, ``last_number``), ``require_boxed`` with ``format_score`` (the reward for a
+    ``dollar``, ``last_number``; by default a marked answer, else a short completion without
+    prose taken whole, e.g. ``2, -3``, else the last ``$…$`` or number), ``require_boxed`` with ``format_score`` (the reward for a
     correct answer found by another strategy), ``timeout`` (seconds per check in a worker),
     ``memory_mb`` (worker address-space cap), ``workers`` (default: the CPUs), ``percent``
     (``"both"``, ``"fraction"``, ``"number"``), ``rel_tol``, ``comma_decimal``,
@@ -130,10 +132,16 @@ class MathReward:
             # clean_unicode first: extraction patterns are ASCII ("-?\d", "\boxed"), so "−4"
             # or a full-width "\boxed｛４｝" would otherwise be missed or lose its sign.
             text = clean_unicode(completion_text(completion)) if gold is not None else ""
-            got = extract(text, self.extraction) if gold is not None else None
+            if gold is None:
+                got = None
+            elif self.extraction == STRATEGIES:  # the default: as verify() reads answers
+                got = _answer_of(text)
+            else:
+                got = extract(text, self.extraction)
             found.append(got)
-            if got is not None and not got.hedge:
-                pairs.append((str(gold), got.text))
+            answer_text = _checked_text(str(gold), got)
+            if answer_text is not None:
+                pairs.append((str(gold), answer_text))
                 index.append(i)
         verdicts = self.verifier.verify_many(pairs)
         scores: list[float | None] = [None if g is None else 0.0 for g in answers]
@@ -159,6 +167,23 @@ def _shared_verifier() -> MathVerifier:
     return _default
 
 
+def _checked_text(gold: str, found: Extracted | None) -> str | None:
+    """The answer to check against ``gold``; None when there is none or it hedges.
+
+    Boxes joined into one answer ("\\boxed{2} or \\boxed{-3}") are a hedge, unless the gold is a
+    bare list of as many values: then they are its values, compared as that list.
+    """
+    if found is None:
+        return None
+    if not found.hedge:
+        return found.text
+    bare = unwrap_gold(clean_unicode(gold)).strip()
+    parts = None if _GROUPED_NUMBER.fullmatch(bare) else split_top_level(bare)  # "1,000" is one number
+    if found.parts and parts is not None and len(parts) == len(found.parts) and all(p.strip() for p in parts):
+        return ", ".join(found.parts)
+    return None
+
+
 def _answer_of(prediction: str) -> Extracted | None:
     """A bare answer is taken whole; a solution gives its marked (boxed, ####, "answer is")
     answer, else its last ``$…$`` or number."""
@@ -176,6 +201,7 @@ def verify(gold: str, prediction: str) -> bool:
     Safe from any thread: hard parsing runs in the shared, time-limited worker pool.
     """
     found = _answer_of(clean_unicode(completion_text(prediction)))  # as in MathReward.__call__
-    if found is None or found.hedge:
+    answer_text = _checked_text(str(gold), found)
+    if answer_text is None:
         return False
-    return _shared_verifier().verify_many([(str(gold), found.text)])[0]
+    return _shared_verifier().verify_many([(str(gold), answer_text)])[0]

@@ -16,11 +16,13 @@ _MAX_SCAN = 20_000  # the final answer sits at the end; only the tail is scanned
 
 class Extracted(NamedTuple):
     """The answer text, the strategy that found it, and whether it is a hedge (several
-    different answers offered, e.g. ``\\boxed{5} or \\boxed{6}``)."""
+    different answers offered, e.g. ``\\boxed{5} or \\boxed{6}``); ``parts``: a hedge's boxes,
+    in order (they are the answer when the gold is a list of as many values)."""
 
     text: str
     strategy: str
     hedge: bool = False
+    parts: tuple[str, ...] = ()
 
 
 def _brace_matches(text: str) -> dict[int, int]:
@@ -81,15 +83,14 @@ def _last_box(text: str) -> Extracted | None:
     boxes = boxed_all(text)
     if not boxes:
         return None
-    content, start, _ = boxes[-1]
-    hedge = False
-    if len(boxes) > 1:
-        prev_content, _, prev_end = boxes[-2]
-        between = text[prev_end:start]
-        joiner = re.sub(r"[\s$\\()\[\]]|text|quad", "", between).strip().lower()
-        joiner = re.sub(r"\s+", " ", joiner)
-        hedge = prev_content.strip() != content.strip() and joiner in _HEDGE_JOINERS
-    return Extracted(content.strip(), "boxed", hedge)
+    run = [boxes[-1][0].strip()]  # the last box and the boxes joined to it, last first
+    for (prev, _, prev_end), (_, start, _) in zip(reversed(boxes[:-1]), reversed(boxes[1:])):
+        joiner = re.sub(r"[\s$\\()\[\]]|text|quad|[a-z]\s*=", "", text[prev_end:start]).strip().lower()
+        if re.sub(r"\s+", " ", joiner) not in _HEDGE_JOINERS:
+            break
+        run.append(prev.strip())
+    hedge = len(set(run)) > 1
+    return Extracted(run[0], "boxed", hedge, tuple(reversed(run)) if hedge else ())
 
 
 _HASH = re.compile(r"####\s*([^\n]*)")

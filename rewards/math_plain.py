@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import sympy
 
+from .math_text import split_top_level
+
 MAX_LENGTH = 2000
 MAX_DEPTH = 60
 
@@ -196,23 +198,6 @@ class _Parser:
         raise PlainParseError(f"unexpected {text!r}")
 
 
-def _split_top_level(inner: str) -> list[str] | None:
-    """``a, (b, c), d`` -> ``['a', '(b, c)', 'd']``; None when brackets do not balance."""
-    parts, depth, start = [], 0, 0
-    for i, c in enumerate(inner):
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-            if depth < 0:
-                return None
-        elif c == "," and depth == 0:
-            parts.append(inner[start:i])
-            start = i + 1
-    parts.append(inner[start:])
-    return parts if depth == 0 else None
-
-
 def parse_plain(text: str) -> Any:
     """Parse plain-text math into a sympy object; raises PlainParseError when it is not one.
 
@@ -222,12 +207,12 @@ def parse_plain(text: str) -> Any:
         raise PlainParseError("too long")
     stripped = text.strip()
     opener = stripped[:1]
-    if opener == "{" and stripped.endswith("}") and _split_top_level(stripped[1:-1]) is not None:
+    if opener == "{" and stripped.endswith("}") and split_top_level(stripped[1:-1]) is not None:
         inner = stripped[1:-1]
-        return sympy.FiniteSet(*[parse_plain(part) for part in _split_top_level(inner) or []]) if inner.strip() \
+        return sympy.FiniteSet(*[parse_plain(part) for part in split_top_level(inner) or []]) if inner.strip() \
             else sympy.EmptySet
     if stripped and opener in "({[" and stripped[-1:] in ")}]" and "," in stripped:
-        parts = _split_top_level(stripped[1:-1])
+        parts = split_top_level(stripped[1:-1])
         if parts is not None and len(parts) > 1:
             items = [parse_plain(part) for part in parts]
             if opener == "{":

@@ -156,3 +156,20 @@ def numbers_match(gold: PlainNumber, pred: PlainNumber, rel_tol: float) -> bool:
     diff = abs(gold.value - pred.value)
     scale = max(abs(gold.value), abs(pred.value))
     return diff <= Fraction(rel_tol) * scale * Fraction(1000001, 1000000)
+
+
+def split_top_level(inner: str) -> list[str] | None:
+    """``a, (b, c), d`` -> ``['a', '(b, c)', 'd']``; None when brackets do not balance."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(inner):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif c == "," and depth == 0:
+            parts.append(inner[start:i])
+            start = i + 1
+    parts.append(inner[start:])
+    return parts if depth == 0 else None

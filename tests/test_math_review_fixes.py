@@ -277,3 +277,35 @@ def test_plain_unit_strip_is_linear_on_hostile_input():
     # spaces between words, so it fails at once.
     assert _PLAIN_UNIT.match("12 " + "a" * 20000 + "!") is None
     assert _PLAIN_UNIT.match("12 big red apples").group(1) == "12"
+
+
+@pytest.mark.parametrize("gold, prediction, expected", [
+    ("2, -3", r"x=\boxed{2} or x=\boxed{-3}", True),    # one box per root of a two-root gold
+    ("2, -3", r"\boxed{-3} and \boxed{2}", True),
+    (r"\{2, -3\}", r"\boxed{2}, \boxed{-3}", False),    # only a bare list gold (a set is not split)
+    ("2", r"\boxed{2} or \boxed{3}", False),            # still a hedge for one value
+    ("-3", r"x=\boxed{2} or x=\boxed{-3}", False),
+    ("2, 3, 4", r"\boxed{2}, \boxed{3}", False),        # as many boxes as values, no fewer
+    ("1,000", r"\boxed{1} or \boxed{000}", False),      # a grouped number is not a list
+    ("5", r"\boxed{5}, \boxed{5}", True),               # a repeated box is no hedge
+    ("6", r"First \boxed{5}. Wait, recomputing gives \boxed{6}", True),   # a revision is no hedge
+])
+def test_several_boxes_answer_a_list_gold(gold, prediction, expected):
+    assert verify(gold, prediction) is expected
+    reward = MathReward()
+    try:
+        assert reward(prompts=[""], completions=[prediction], answer=[gold]) == [float(expected)]
+    finally:
+        reward.close()
+
+
+def test_the_reward_reads_a_bare_answer_whole_like_verify():
+    reward, last_number = MathReward(), MathReward(extraction=["last_number"])
+    try:
+        # the last number alone ("-3") would miss a list answer given bare
+        assert reward(prompts=[""] * 3, completions=["2, -3", "The sum is 12", "148"],
+                      answer=["2, -3", "12", "148"]) == [1.0, 1.0, 1.0]
+        assert last_number(prompts=[""], completions=["2, -3"], answer=["2, -3"]) == [0.0]
+    finally:
+        reward.close()
+        last_number.close()
