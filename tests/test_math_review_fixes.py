@@ -229,6 +229,15 @@ def test_bandit_resume_after_step_continues() -> None:
     assert resumed == straight
 
 
+def _verify_and_reward_agree(gold: str, prediction: str, expected: bool) -> None:
+    assert verify(gold, prediction) is expected
+    reward = MathReward()
+    try:
+        assert reward(prompts=[""], completions=[prediction], answer=[gold]) == [float(expected)]
+    finally:
+        reward.close()
+
+
 @pytest.mark.parametrize("gold, prediction, expected", [
     ("18", "She sells 9 eggs at $2 each, so she makes $18 per day.", True),   # currency, not $…$ math
     ("2", "She sells 9 eggs at $2 each, so she makes $18 per day.", False),
@@ -236,12 +245,7 @@ def test_bandit_resume_after_step_continues() -> None:
     (r"\frac{3}{4}", r"So we get $\frac{3}{4}$ as the result.", True),
 ])
 def test_sentences_and_currency_in_verify_and_the_reward(gold, prediction, expected):
-    assert verify(gold, prediction) is expected
-    reward = MathReward()
-    try:
-        assert reward(prompts=[""], completions=[prediction], answer=[gold]) == [float(expected)]
-    finally:
-        reward.close()
+    _verify_and_reward_agree(gold, prediction, expected)
 
 
 @pytest.mark.parametrize("gold, prediction", [
@@ -291,12 +295,7 @@ def test_plain_unit_strip_is_linear_on_hostile_input():
     ("6", r"First \boxed{5}. Wait, recomputing gives \boxed{6}", True),   # a revision is no hedge
 ])
 def test_several_boxes_answer_a_list_gold(gold, prediction, expected):
-    assert verify(gold, prediction) is expected
-    reward = MathReward()
-    try:
-        assert reward(prompts=[""], completions=[prediction], answer=[gold]) == [float(expected)]
-    finally:
-        reward.close()
+    _verify_and_reward_agree(gold, prediction, expected)
 
 
 def test_the_reward_reads_a_bare_answer_whole_like_verify():
