@@ -22,7 +22,7 @@ from .math_verifier import MathVerifier
 __all__ = ["MathReward", "verify", "completion_text"]
 
 _VERIFY_MARKERS = ("boxed", "hash", "answer_is")
-_GROUPED_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_COMMA_NUMBER = re.compile(r"-?\d+(?:,\d+)+(?:\.\d+)?")
 # A prediction with prose in it ("we find 0.5") is a solution, not a bare answer; LaTeX
 # commands and \text{} units do not count as prose.
 _LATEX_WORDS = re.compile(r"\\(?:text|mbox|mathrm)\{[^{}]*\}|\\[A-Za-z]+")
@@ -76,8 +76,7 @@ class MathReward:
     """Reward 1.0 when the completion's final answer equals the gold ``answer``, else 0.0.
 
     Options: ``extraction`` (strategies in order, from ``boxed``, ``hash``, ``answer_is``,
-    ``dollar``, ``last_number``; by default a marked answer, else a short completion without
-    prose taken whole, e.g. ``2, -3``, else the last ``$…$`` or number), ``require_boxed`` with ``format_score`` (the reward for a
+    ``dollar``, ``last_number``), ``require_boxed`` with ``format_score`` (the reward for a
     correct answer found by another strategy), ``timeout`` (seconds per check in a worker),
     ``memory_mb`` (worker address-space cap), ``workers`` (default: the CPUs), ``percent``
     (``"both"``, ``"fraction"``, ``"number"``), ``rel_tol``, ``comma_decimal``,
@@ -132,12 +131,7 @@ class MathReward:
             # clean_unicode first: extraction patterns are ASCII ("-?\d", "\boxed"), so "−4"
             # or a full-width "\boxed｛４｝" would otherwise be missed or lose its sign.
             text = clean_unicode(completion_text(completion)) if gold is not None else ""
-            if gold is None:
-                got = None
-            elif self.extraction == STRATEGIES:  # the default: as verify() reads answers
-                got = _answer_of(text)
-            else:
-                got = extract(text, self.extraction)
+            got = extract(text, self.extraction) if gold is not None else None
             found.append(got)
             answer_text = _checked_text(str(gold), got)
             if answer_text is not None:
@@ -171,15 +165,18 @@ def _checked_text(gold: str, found: Extracted | None) -> str | None:
     """The answer to check against ``gold``; None when there is none or it hedges.
 
     Boxes joined into one answer ("\\boxed{2} or \\boxed{-3}") are a hedge, unless the gold is a
-    bare list of as many values: then they are its values, compared as that list.
+    bare list of as many values and each box holds one distinct value: then they are its values.
     """
     if found is None:
         return None
     if not found.hedge:
         return found.text
     bare = unwrap_gold(clean_unicode(gold)).strip()
-    parts = None if _GROUPED_NUMBER.fullmatch(bare) else split_top_level(bare)  # "1,000" is one number
-    if found.parts and parts is not None and len(parts) == len(found.parts) and all(p.strip() for p in parts):
+    # "1,000" and (comma decimals) "0,5" are one number, not a list
+    parts = None if _COMMA_NUMBER.fullmatch(bare) else split_top_level(bare)
+    single = all(len(split_top_level(box) or ()) == 1 for box in found.parts)
+    if (parts is not None and len(parts) == len(found.parts) == len(set(found.parts)) and single
+            and all(p.strip() for p in parts)):
         return ", ".join(found.parts)
     return None
 

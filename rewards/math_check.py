@@ -61,24 +61,41 @@ _DECIMAL_LITERAL = re.compile(r"\d\.\d|(?<![\d}])\.\d")
 
 # "20 \text{ dollars}", "15 \mbox{inches}": a unit word after a number is dropped.
 _UNIT = re.compile(r"^(.*\d)\s*\\(?:text|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z .]*\}$")
-# "12 cookies", "4.5 km": up to three plain words after a plain number are its unit, unless one
-# of them changes the value or hedges ("12 hundred", "3 pi", "5 or more").
-# Words are separated by required spaces, so the match is linear (no way to split a long word).
-_PLAIN_UNIT = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s+([A-Za-z]{2,}\.?(?:\s+[A-Za-z]{2,}\.?){0,2})\s*$")
+# "12 cookies", "4.5 km": one plain word after a plain number is its unit, unless it changes
+# the value ("5 thousands", "3 fifths", "5 below"), names a different quantity than the
+# gold's own unit ("3 pm" for "3 am", "10 weeks" for "10 days"), or is two letters and not a
+# known unit ("5 xy" is a product). The pattern has no nested repetition: linear on any input.
+_PLAIN_UNIT = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s*([A-Za-z]{2,})\.?$")
+_TWO_LETTER_UNITS = frozenset({"cm", "km", "mm", "kg", "mg", "ml", "ft", "yd", "mi", "lb", "oz", "hr", "ms"})
 _NOT_UNITS = frozenset({
-    "and", "or", "nor", "not", "but", "than", "to", "plus", "minus", "times", "over", "divided", "by", "per",
-    "hundred", "thousand", "million", "billion", "trillion", "dozen", "squared", "cubed", "percent",
-    "factorial", "pi", "sqrt", "sin", "cos", "tan", "log", "ln", "exp", "mod", "inf", "infinity", "less",
-    "more", "fewer", "at", "least", "most", "only", "approximately", "about", "roughly", "half", "third",
-    "thirds", "quarter", "quarters", "tenths", "hundredths", "point", "i", "e",
+    "and", "or", "nor", "not", "but", "than", "plus", "minus", "times", "over", "under", "divided", "per",
+    "below", "above", "less", "more", "fewer", "least", "most", "only", "maybe", "approximately", "about",
+    "roughly", "nearly", "almost", "repeating", "recurring", "choose", "factorial", "squared", "cubed",
+    "hundred", "hundreds", "thousand", "thousands", "million", "millions", "billion", "billions", "trillion",
+    "trillions", "dozen", "dozens", "score", "percent", "pi", "sqrt", "root", "roots", "sin", "cos", "tan",
+    "log", "ln", "exp", "mod", "inf", "infinity", "half", "halves", "third", "thirds", "quarter", "quarters",
+    "north", "south", "east", "west", "bce", "if", "when", "unless", "none", "all", "each", "both",
 })
 
 
-def _strip_plain_unit(s: str) -> str:
+def _plain_unit(s: str) -> tuple[str, str] | None:
+    """``(number, unit word)`` of "12 cookies"; None when there is no unit word to drop."""
     m = _PLAIN_UNIT.match(s)
-    if m and not any(w.rstrip(".").lower() in _NOT_UNITS for w in m.group(2).split()):
-        return m.group(1)
-    return s
+    if m is None:
+        return None
+    word = m.group(2).lower()
+    if word in _NOT_UNITS or word.endswith(("th", "ths")) or (len(word) == 2 and word not in _TWO_LETTER_UNITS):
+        return None  # "5 fifths", "3 tenths": ordinals are fractions
+    return m.group(1), word
+
+
+def _strip_plain_units(g: str, p: str) -> tuple[str, str]:
+    """Drop the unit words of "12 cookies"-style answers; kept when gold and prediction name two
+    different units, so they then differ."""
+    gu, pu = _plain_unit(g), _plain_unit(p)
+    if gu and pu and gu[1].rstrip("s") != pu[1].rstrip("s"):
+        return g, p
+    return (gu[0] if gu else g), (pu[0] if pu else p)
 
 
 _SPACE = re.compile(r"(?<![A-Za-z])\s+|\s+(?![A-Za-z])")
@@ -137,7 +154,7 @@ def precheck(gold: str, pred: str, opts: CheckOptions) -> Prepared:
             return Prepared(g, p, False, f"{side} refused: {reason}")
     if _HEDGE.search(p) and not _HEDGE.search(g):
         return Prepared(g, p, False, "hedged answer")
-    g, p = _strip_plain_unit(_UNIT.sub(r"\1", g)), _strip_plain_unit(_UNIT.sub(r"\1", p))
+    g, p = _strip_plain_units(_UNIT.sub(r"\1", g), _UNIT.sub(r"\1", p))
     gt, pt = _untext(g), _untext(p)
     letter = _LETTER.match(gt)
     if letter:

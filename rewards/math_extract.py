@@ -79,13 +79,24 @@ def boxed_all(text: str) -> list[tuple[str, int, int]]:
 _HEDGE_JOINERS = {"", ",", "or", "and", "/", ";", "or maybe", "or possibly", "either"}
 
 
+# A variable named just before a box: "x = \boxed{…}", "$x=\boxed{…}".
+_LABEL = re.compile(r"([A-Za-z])\s*=\s*\$?\s*$")
+
+
 def _last_box(text: str) -> Extracted | None:
     boxes = boxed_all(text)
     if not boxes:
         return None
     run = [boxes[-1][0].strip()]  # the last box and the boxes joined to it, last first
-    for (prev, _, prev_end), (_, start, _) in zip(reversed(boxes[:-1]), reversed(boxes[1:])):
-        joiner = re.sub(r"[\s$\\()\[\]]|text|quad|[a-z]\s*=", "", text[prev_end:start]).strip().lower()
+    for (prev, prev_start, prev_end), (_, start, _) in zip(reversed(boxes[:-1]), reversed(boxes[1:])):
+        between = text[prev_end:start]
+        label = _LABEL.search(between[-40:])
+        if label:  # "x=\boxed{2} or x=\boxed{-3}": one variable twice; "a=…, b=…" are two answers
+            earlier = _LABEL.search(text[max(0, prev_start - 40):prev_start])
+            if earlier is None or earlier.group(1) != label.group(1):
+                break
+            between = between[:len(between) - len(between[-40:]) + label.start()]
+        joiner = re.sub(r"[\s$\\()\[\]]|text|quad", "", between).strip().lower()
         if re.sub(r"\s+", " ", joiner) not in _HEDGE_JOINERS:
             break
         run.append(prev.strip())
