@@ -21,7 +21,7 @@ from latex2sympy2_extended.math_normalization import NormalizationConfig, normal
 
 from .math_latex_lite import latex_to_plain
 from .math_plain import PlainParseError, parse_plain
-from .math_text import split_percent, strip_noise
+from .math_text import split_top_level, split_percent, strip_noise
 
 _NUMBER_TEXT = re.compile(r"([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,4}))?")
 _MAX_NUMBER_DIGITS = 4000
@@ -74,6 +74,11 @@ def parse_math(text: str) -> Any:
     parser first (fast; it knows ``sqrt(3)``, ``**``), other LaTeX with latex2sympy2_extended
     first; each falls back to the other.
     """
+    parts = split_top_level(text)
+    if parts is not None and len(parts) > 1 and all(part.count("=") == 1 for part in parts):
+        # "x=2, x=-3" lists two equations; read whole it is the chain x = {2, x} = -3, whose
+        # last link states -3 alone, crediting a hedge
+        return sympy.FiniteSet(*[parse_math(part.strip()) for part in parts])
     if _LATEXISH.search(text):
         lite = latex_to_plain(text)
         attempts = ((lambda _t: parse_plain(lite)), parse_latex) if lite is not None else (parse_latex, parse_plain)

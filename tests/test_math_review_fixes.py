@@ -312,3 +312,19 @@ def test_plain_unit_pattern_is_linear_on_hostile_input():
 ])
 def test_several_boxes_answer_a_list_gold(gold, prediction, expected):
     _verify_and_reward_agree(gold, prediction, expected)
+
+
+@pytest.mark.parametrize("gold, prediction, expected", [
+    ("-3", "x=2, x=-3", False),                 # a list of equations is not its last value
+    ("-3", r"\boxed{x=2, x=-3}", False),
+    ("7", "x=5, y=7", False),
+    ("2, -3", "x=2, x=-3", True),               # it is the list of their values
+    ("x=5, y=7", "y=7, x=5", True),
+    ("5", "x=5", True),
+])
+def test_a_list_of_equations_is_a_list(gold, prediction, expected):
+    # verify() reads a short bare answer whole; the reward's default extraction would take the
+    # last number of an unmarked one, so it is checked on the boxed form
+    assert verify(gold, prediction) is expected
+    boxed = prediction if "boxed" in prediction else rf"\boxed{{{prediction}}}"
+    _verify_and_reward_agree(gold, boxed, expected)
