@@ -47,7 +47,8 @@ class Packed:
     predictor: torch.Tensor       # [N, T] index into the [R*K] kept logits predicting token t (0 on padding)
 
 
-def _inner(model: torch.nn.Module) -> torch.nn.Module:
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DDP and/or ``torch.compile`` wrapper (whose signature hides the model's)."""
     inner = getattr(model, "module", model)           # DDP
     return getattr(inner, "_orig_mod", inner)         # torch.compile
 
@@ -65,7 +66,7 @@ def _full_attention_only(cfg) -> bool:
 def supports_packing(model: torch.nn.Module) -> bool:
     """Whether ``model`` can run packed rows exactly: a listed full-attention architecture with
     sdpa/eager attention and a forward that takes ``position_ids`` and a tensor ``logits_to_keep``."""
-    inner = _inner(model)
+    inner = unwrap(model)
     cfg = getattr(inner, "config", None)
     if getattr(cfg, "_attn_implementation", None) not in MASKED_ATTENTION:
         return False
@@ -92,7 +93,7 @@ def cost_weights(model: torch.nn.Module) -> CostWeights:
     """:class:`CostWeights` of ``model`` (attention 1e-3 and head 0.013 for the 1M embedded model;
     9e-5 and 0.28 for a 0.5B Qwen2). On CPU the embedded model's dense masked attention measured
     close to its FLOP share."""
-    inner = _inner(model)
+    inner = unwrap(model)
     cached = getattr(inner, "_rftgym_cost_weights", None)
     if cached is None:
         cfg = inner.config
@@ -259,10 +260,10 @@ def pack(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: to
 
 def packed_logits(model: torch.nn.Module, packed: Packed) -> torch.Tensor:
     """The kept logits ``[R*K, V]`` of one forward over the packed rows."""
-    impl = _inner(model).config._attn_implementation
+    impl = unwrap(model).config._attn_implementation
     mask = packed.attention_mask
     if impl == "eager":  # eager attention adds the mask to the scores
-        dtype = next(_inner(model).parameters()).dtype
+        dtype = next(unwrap(model).parameters()).dtype
         mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
     out = model(input_ids=packed.input_ids, attention_mask=mask, position_ids=packed.position_ids,
                 use_cache=False, logits_to_keep=packed.keep)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .distributed import any_rank
-from .packing import cost_weights, pack, packed_logits, supports_packing
+from .packing import cost_weights, pack, packed_logits, supports_packing, unwrap
 
 
 @dataclass
@@ -255,8 +255,7 @@ def _shared_prompt_logits(model: torch.nn.Module, prompt_ids: torch.Tensor, prom
     """
     N, P = prompt_ids.shape
     T = completion_ids.size(1)
-    inner = getattr(model, "module", model)
-    inner = getattr(inner, "_orig_mod", inner)  # torch.compile's wrapper hides the signature
+    inner = unwrap(model)
     # transformers 5 renamed the flag (the old name warns); older releases only have the old one
     name = "is_activation_checkpointing" if hasattr(type(inner), "is_activation_checkpointing") \
         else "is_gradient_checkpointing"
