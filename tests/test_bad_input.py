@@ -434,8 +434,8 @@ def test_reward_faults_in_a_real_run(reward, mode, assets, tmp_path, capsys, cap
 
 
 def test_math_worker_killed_mid_check_is_replaced_and_rescored(monkeypatch, caplog):
-    from rftgym.rewards import math_pool
-    from rftgym.rewards.math_check import CheckOptions
+    from rftgym.rewards.math import pool as math_pool
+    from rftgym.rewards.math.check import CheckOptions
 
     killed = []
     real_send = math_pool._Worker.send

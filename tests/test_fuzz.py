@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from rftgym.envs.answers import ANSWER_FORMATS, extract_answer
 from rftgym.envs.tasks import countdown
-from rftgym.rewards import math_check, math_extract, math_parse
+from rftgym.rewards.math import check as math_check, extract as math_extract, parse as math_parse
 from rftgym.rewards.math import MathReward, completion_text, verify
 
 BOUND_S = 5.0  # per call in the parent: the real cost is milliseconds; this only catches hangs

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import sympy
 
-from rftgym.rewards.math_check import CheckOptions, check_parsed, precheck
-from rftgym.rewards.math_extract import extract, unwrap_gold
-from rftgym.rewards.math_guard import refuse_reason
-from rftgym.rewards.math_latex_lite import latex_to_plain
-from rftgym.rewards.math_parse import parse_answer, safe_number
-from rftgym.rewards.math_plain import PlainParseError, parse_plain
-from rftgym.rewards.math_text import clean_unicode, parse_plain_number
+from rftgym.rewards.math.check import CheckOptions, check_parsed, precheck
+from rftgym.rewards.math.extract import extract, unwrap_gold
+from rftgym.rewards.math.guard import refuse_reason
+from rftgym.rewards.math.latex_lite import latex_to_plain
+from rftgym.rewards.math.parse import parse_answer, safe_number
+from rftgym.rewards.math.plain import PlainParseError, parse_plain
+from rftgym.rewards.math.text import clean_unicode, parse_plain_number
 
 _CASES_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "math_cases.py"
 
@@ -154,7 +154,7 @@ def test_checker_never_evaluates_text(monkeypatch) -> None:
     import sympy.core.numbers
     import sympy.parsing.sympy_parser
 
-    import rftgym.rewards.math_equiv  # noqa: F401 - imported before the patch
+    import rftgym.rewards.math.equiv  # noqa: F401 - imported before the patch
 
     monkeypatch.setattr(builtins, "eval", no_text_eval)
     monkeypatch.setattr(builtins, "exec", no_text_exec)

@@ -9,14 +9,14 @@ import time
 import pytest
 
 from rftgym.envs.bandit import PromptBanditEnv
-from rftgym.rewards import math as math_module
-from rftgym.rewards import math_check, math_parse
+from rftgym.rewards.math import reward as math_module
+from rftgym.rewards.math import check as math_check, parse as math_parse
 from rftgym.rewards.math import MathReward, verify
-from rftgym.rewards.math_check import CheckOptions
-from rftgym.rewards.math_extract import extract
-from rftgym.rewards.math_guard import refuse_reason
-from rftgym.rewards.math_text import split_percent
-from rftgym.rewards.math_verifier import MathVerifier
+from rftgym.rewards.math.check import CheckOptions
+from rftgym.rewards.math.extract import extract
+from rftgym.rewards.math.guard import refuse_reason
+from rftgym.rewards.math.text import split_percent
+from rftgym.rewards.math.verifier import MathVerifier
 
 # A behaviour bound, not a benchmark: before the fixes these took 0.5 s to 40 s.
 FAST = 1.0
@@ -285,7 +285,7 @@ def test_plain_text_units_after_a_number(gold, prediction, expected):
 
 
 def test_plain_unit_pattern_is_linear_on_hostile_input():
-    from rftgym.rewards.math_check import _PLAIN_UNIT
+    from rftgym.rewards.math.check import _PLAIN_UNIT
 
     # No nested repetition: a long run of letters or spaces is scanned once and rejected.
     assert _PLAIN_UNIT.match("12 " + "a" * 20000 + "!") is None

@@ -10,11 +10,11 @@ import threading
 from collections import OrderedDict
 from typing import Sequence
 
-from .math_check import CheckOptions, precheck
-from .math_pool import CheckerPool
+from .check import CheckOptions, precheck
+from .pool import CheckerPool
 
 
-# Results where no check finished (math_pool.run / math_worker.worker_main): scored 0.0 now, but
+# Results where no check finished (pool.run / worker.worker_main): scored 0.0 now, but
 # a slow or briefly overloaded machine must not turn a right answer into a cached "wrong".
 _UNDECIDED = frozenset({"timeout", "worker died", "lost", "memory limit"})
 

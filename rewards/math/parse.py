@@ -19,9 +19,9 @@ import sympy
 from latex2sympy2_extended.latex2sympy2 import ConversionConfig, _Latex2Sympy, comma_number_regex
 from latex2sympy2_extended.math_normalization import NormalizationConfig, normalize_latex
 
-from .math_latex_lite import latex_to_plain
-from .math_plain import PlainParseError, parse_plain
-from .math_text import split_top_level, split_percent, strip_noise
+from .latex_lite import latex_to_plain
+from .plain import PlainParseError, parse_plain
+from .text import split_top_level, split_percent, strip_noise
 
 _NUMBER_TEXT = re.compile(r"([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,4}))?")
 _MAX_NUMBER_DIGITS = 4000

@@ -1,6 +1,6 @@
 """The checker worker process: limits itself, then answers check requests over a pipe.
 
-Run as ``python -m rftgym.rewards.math_worker READ_FD WRITE_FD MEMORY_MB`` by ``math_pool``:
+Run as ``python -m rftgym.rewards.math.worker READ_FD WRITE_FD MEMORY_MB`` by ``pool``:
 a fresh interpreter, never forked from a parent that runs torch threads. Each request is ``(gold, pred, options)``; each reply is
 ``(verdict, reason)``. The parent enforces the time limit by killing the process; the memory
 limit is ``RLIMIT_AS`` set here, so a runaway allocation raises MemoryError in this process
@@ -21,7 +21,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 # Imported before "ready" so the first check does not pay for sympy and the LaTeX grammar.
-from . import math_check, math_equiv, math_parse  # noqa: F401
+from . import check as math_check, equiv as math_equiv, parse as math_parse  # noqa: F401
 
 
 def limit_memory(memory_mb: int | None) -> None:

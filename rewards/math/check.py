@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
 
-from .math_extract import unwrap_gold
-from .math_guard import MAX_ANSWER_CHARS, refuse_reason
-from .math_text import PlainNumber, clean_unicode, numbers_match, parse_plain_number, split_percent, strip_noise
+from .extract import unwrap_gold
+from .guard import MAX_ANSWER_CHARS, refuse_reason
+from .text import PlainNumber, clean_unicode, numbers_match, parse_plain_number, split_percent, strip_noise
 
 PERCENT_POLICIES = ("both", "fraction", "number")
 
@@ -178,8 +178,8 @@ def precheck(gold: str, pred: str, opts: CheckOptions) -> Prepared:
 
 def check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
     """Parse both cleaned answers and compare them (run this in a limited worker)."""
-    from .math_equiv import Context, equivalent
-    from .math_parse import parse_answer
+    from .equiv import Context, equivalent
+    from .parse import parse_answer
 
     # MemoryError/RecursionError are resource limits, not verdicts: they propagate to the
     # worker, which answers "memory limit"/"recursion limit" (and the verifier does not cache

@@ -13,11 +13,11 @@ import re
 import threading
 from typing import Any, Sequence
 
-from .math_check import CheckOptions
-from .math_extract import STRATEGIES, Extracted, extract, unwrap_gold
-from .math_guard import MAX_ANSWER_CHARS
-from .math_text import clean_unicode, split_top_level
-from .math_verifier import MathVerifier
+from .check import CheckOptions
+from .extract import STRATEGIES, Extracted, extract, unwrap_gold
+from .guard import MAX_ANSWER_CHARS
+from .text import clean_unicode, split_top_level
+from .verifier import MathVerifier
 
 __all__ = ["MathReward", "verify", "completion_text"]
 

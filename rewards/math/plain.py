@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import sympy
 
-from .math_text import split_top_level
+from .text import split_top_level
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 60

@@ -5,7 +5,7 @@ a timed-out sympy call would hold a worker forever. Here each worker has its own
 thread that sent a check waits on it with a deadline and, on expiry, kills the process, starts
 a replacement and records the check as failed (counted in ``stats`` and logged, never silent).
 
-Workers are fresh interpreters (``python -m rftgym.rewards.math_worker``) talking over two
+Workers are fresh interpreters (``python -m rftgym.rewards.math.worker``) talking over two
 inherited pipes: like the ``spawn`` start method they share nothing with a parent that runs
 torch threads (which ``fork`` must not copy), and unlike ``spawn``/``forkserver`` they never
 re-import the user's ``__main__`` (a training script without an ``if __name__ ==
@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 logger = logging.getLogger(__name__)
 
-_WORKER_MODULE = "rftgym.rewards.math_worker"
+_WORKER_MODULE = "rftgym.rewards.math.worker"
 STARTUP_TIMEOUT = 120.0  # a cold start on a loaded 2-core machine can take seconds
 
 
