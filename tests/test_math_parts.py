@@ -12,6 +12,7 @@ import sympy
 from rftgym.rewards.math.check import CheckOptions, check_parsed, precheck
 from rftgym.rewards.math.extract import extract, unwrap_gold
 from rftgym.rewards.math.guard import refuse_reason
+import rftgym.rewards.math.second_opinion  # noqa: F401 - imported (dataclasses exec code) before eval is forbidden
 from rftgym.rewards.math.latex_lite import latex_to_plain
 from rftgym.rewards.math.parse import parse_answer, safe_number
 from rftgym.rewards.math.plain import PlainParseError, parse_plain
@@ -160,6 +161,9 @@ def test_checker_never_evaluates_text(monkeypatch) -> None:
     monkeypatch.setattr(builtins, "exec", no_text_exec)
     monkeypatch.setattr(sympy.parsing.sympy_parser, "parse_expr", forbidden)
     monkeypatch.setattr(sympy.core.numbers, "sympify", forbidden, raising=False)
+    import math_verify.parser
+
+    monkeypatch.setattr(math_verify.parser, "parse_expr", forbidden)  # its plain-text extraction
     opts = CheckOptions()
     parse_answer.cache_clear()
     for case in cases.ALL_CASES[::3]:

@@ -296,7 +296,8 @@ def test_plain_unit_pattern_is_linear_on_hostile_input():
 @pytest.mark.parametrize("gold, prediction, expected", [
     ("2, -3", r"x=\boxed{2} or x=\boxed{-3}", True),    # one box per root of a two-root gold
     ("2, -3", r"\boxed{-3} and \boxed{2}", True),
-    (r"\{2, -3\}", r"\boxed{2}, \boxed{-3}", False),    # only a bare list gold (a set is not split)
+    (r"\{2, -3\}", r"\boxed{2}, \boxed{-3}", True),     # a set gold, one box per element (issue 15)
+    (r"\{2, -3\}", r"\boxed{2}, \boxed{2}", False),     # a repeated box is not two elements
     ("2", r"\boxed{2} or \boxed{3}", False),            # still a hedge for one value
     ("-3", r"x=\boxed{2} or x=\boxed{-3}", False),
     ("2, 3, 4", r"\boxed{2}, \boxed{3}", False),        # as many boxes as values, no fewer

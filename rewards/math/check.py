@@ -17,24 +17,31 @@ from .guard import MAX_ANSWER_CHARS, refuse_reason
 from .text import PlainNumber, clean_unicode, numbers_match, parse_plain_number, split_percent, strip_noise
 
 PERCENT_POLICIES = ("both", "fraction", "number")
+# "rftgym": rftgym's own parser and comparison only; "rftgym+math-verify": math-verify is asked
+# where rftgym's answer is no and not final (see second_opinion.py).
+ENGINES = ("rftgym+math-verify", "rftgym")
 
 
 @dataclass(frozen=True)
 class CheckOptions:
     """How answers compare. ``percent``: what ``28\\%`` may equal (``"both"``: 28 or 0.28,
     ``"fraction"``: 0.28, ``"number"``: 28); ``rel_tol``: relative tolerance for a decimal that
-    approximates a non-terminating value; ``comma_decimal``: read ``1,22`` as 1.22."""
+    approximates a non-terminating value; ``comma_decimal``: read ``1,22`` as 1.22;
+    ``engine``: ``"rftgym+math-verify"`` (default) or ``"rftgym"`` alone."""
 
     percent: str = "both"
     rel_tol: float = 1e-6
     comma_decimal: bool = True
     max_answer_chars: int = MAX_ANSWER_CHARS
+    engine: str = "rftgym+math-verify"
 
     def __post_init__(self) -> None:
         if self.percent not in PERCENT_POLICIES:
             raise ValueError(f"percent must be one of {PERCENT_POLICIES}, got {self.percent!r}")
         if not self.rel_tol >= 0:
             raise ValueError(f"rel_tol must be >= 0, got {self.rel_tol!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
 
 
 class Prepared(NamedTuple):
@@ -66,6 +73,8 @@ _UNIT = re.compile(r"^(.*\d)\s*\\(?:text|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z .]*
 # gold's own unit ("3 pm" for "3 am", "10 weeks" for "10 days"), or is two letters and not a
 # known unit ("5 xy" is a product). The pattern has no nested repetition: linear on any input.
 _PLAIN_UNIT = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s*([A-Za-z]{2,})\.?$")
+# "1,000.99 m^2", "12 cm^3": a short unit with a power is a unit, whatever its length.
+_POWER_UNIT = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s*(?:[mck]?m|dm|ft|in|yd|mi)\^\{?[23]\}?\.?$")
 _TWO_LETTER_UNITS = frozenset({"cm", "km", "mm", "kg", "mg", "ml", "ft", "yd", "mi", "lb", "oz", "hr", "ms"})
 _NOT_UNITS = frozenset({
     "and", "or", "nor", "not", "but", "than", "plus", "minus", "times", "over", "under", "divided", "per",
@@ -92,6 +101,7 @@ def _plain_unit(s: str) -> tuple[str, str] | None:
 def _strip_plain_units(g: str, p: str) -> tuple[str, str]:
     """Drop the unit words of "12 cookies"-style answers; kept when gold and prediction name two
     different units, so they then differ."""
+    g, p = _POWER_UNIT.sub(r"\1", g), _POWER_UNIT.sub(r"\1", p)
     gu, pu = _plain_unit(g), _plain_unit(p)
     if gu and pu and gu[1].rstrip("s") != pu[1].rstrip("s"):
         return g, p
@@ -162,7 +172,10 @@ def precheck(gold: str, pred: str, opts: CheckOptions) -> Prepared:
         if m:
             # Other letters count in the case the model chose, so "(a) a short proof" stays A.
             others = _OTHER_LETTER if m.group(1).isupper() else _OTHER_LETTER_LOWER
-            if any(o.group(0) != m.group(1) for o in others.finditer(pt, m.end())):
+            # ... up to the explanation: "A. Because B is not valid" chose A.
+            prose = _LONG_WORD.search(pt, m.end())
+            end = prose.start() if prose else len(pt)
+            if any(o.group(0) != m.group(1) for o in others.finditer(pt, m.end(), end)):
                 return Prepared(g, p, False, "multiple choice hedge")
         return Prepared(g, p, bool(m) and m.group(1).upper() == letter.group(1), "multiple choice")
     if _WORD.match(gt) and _WORD.match(pt) and _LONG_WORD.search(gt):
@@ -180,6 +193,7 @@ def check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
     """Parse both cleaned answers and compare them (run this in a limited worker)."""
     from .equiv import Context, equivalent
     from .parse import parse_answer
+    from .second_opinion import exact_numbers
 
     # MemoryError/RecursionError are resource limits, not verdicts: they propagate to the
     # worker, which answers "memory limit"/"recursion limit" (and the verifier does not cache
@@ -189,13 +203,13 @@ def check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
     except (MemoryError, RecursionError):
         raise
     except Exception as exc:  # noqa: BLE001 - any parser failure is a verdict, not a crash
-        return False, f"gold unparsable: {type(exc).__name__}"
+        return _second_opinion(gold, pred, opts, f"gold unparsable: {type(exc).__name__}")
     try:
         preds = parse_answer(pred, opts.percent)
     except (MemoryError, RecursionError):
         raise
     except Exception as exc:  # noqa: BLE001
-        return False, f"prediction unparsable: {type(exc).__name__}"
+        return _second_opinion(gold, pred, opts, f"prediction unparsable: {type(exc).__name__}")
     ctx = Context(opts.rel_tol, bool(_DECIMAL_LITERAL.search(gold)), bool(_DECIMAL_LITERAL.search(pred)))
     for a in golds:
         for b in preds:
@@ -206,4 +220,15 @@ def check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
                 raise
             except Exception:  # noqa: BLE001 - sympy raises many types on odd objects
                 continue
-    return False, "different"
+    if exact_numbers(golds) and exact_numbers(preds):
+        return False, "different"  # exact values compared exactly: final
+    return _second_opinion(gold, pred, opts, "different")
+
+
+def _second_opinion(gold: str, pred: str, opts: CheckOptions, reason: str) -> tuple[bool, str]:
+    """math-verify's verdict where rftgym's own parser or comparison gave up (``engine``)."""
+    if opts.engine != "rftgym+math-verify":
+        return False, reason
+    from .second_opinion import mathverify_equal  # sympy and math-verify: worker side only
+
+    return mathverify_equal(gold, pred)

@@ -9,10 +9,13 @@ Runs inside the time- and memory-limited worker.
 from __future__ import annotations
 
 import random
+from fractions import Fraction
 from typing import Any
 
 import sympy
 from sympy.core.relational import Relational
+
+from .text import stated_places
 
 _PRECISION = 60
 _IDENTICAL = sympy.Float("1e-40", _PRECISION)  # numerically identical at 60 digits
@@ -67,13 +70,36 @@ def _close(a: Any, b: Any, tol: Any) -> bool:
     return bool(diff <= tol * scale)
 
 
+def _as_written(value: Any) -> Any:
+    """A float as the decimal it was written as (``0.6`` is exactly ``3/5``; sympy's binary
+    Float is not); anything else unchanged."""
+    if isinstance(value, sympy.Float):
+        written = repr(float(value))
+        if "e" not in written and "n" not in written:
+            return sympy.Rational(written)
+    return value
+
+
+def _within_stated_places(gold: Any, pred: Any) -> bool:
+    """A decimal within one unit of the last place it states of the other, non-terminating
+    value: ``0.3333`` for ``1/3`` (see ``text.stated_places``)."""
+    a, b = _as_written(gold), _as_written(pred)
+    decimal, exact = (b, a) if _terminating(b) and not _terminating(a) else (a, b)
+    if not _terminating(decimal) or not exact.is_number:
+        return False
+    places = stated_places(Fraction(int(decimal.p), int(decimal.q)))
+    if places is None:
+        return False
+    return bool(abs(sympy.N(exact - decimal, _PRECISION)) < sympy.Rational(1, 10 ** places))
+
+
 def scalars_equal(gold: Any, pred: Any, ctx: Context) -> bool:
     """Two scalar expressions: exact, then symbolic, then numeric."""
     if not isinstance(gold, sympy.Expr) or not isinstance(pred, sympy.Expr):
         return False
     if _undefined(gold) or _undefined(pred):
         return False  # 1/0 vs 2/0, 12:00 vs 1:00 (both read as zoo) never match
-    if gold == pred:
+    if gold == pred or _as_written(gold) == _as_written(pred):
         return True
     approx = (ctx.pred_decimal and not _terminating(gold)) or (ctx.gold_decimal and not _terminating(pred))
     if isinstance(gold, sympy.Rational) and isinstance(pred, sympy.Rational) and not approx:
@@ -81,7 +107,7 @@ def scalars_equal(gold: Any, pred: Any, ctx: Context) -> bool:
     free = gold.free_symbols | pred.free_symbols
     if not free:
         if approx:
-            return _close(gold, pred, ctx.rel_tol)
+            return _close(gold, pred, ctx.rel_tol) or _within_stated_places(gold, pred)
         if _close(gold, pred, _IDENTICAL):
             return True
         if _evaluates(gold) and _evaluates(pred):

@@ -17,12 +17,14 @@ _MAX_SCAN = 20_000  # the final answer sits at the end; only the tail is scanned
 class Extracted(NamedTuple):
     """The answer text, the strategy that found it, and whether it is a hedge (several
     different answers offered, e.g. ``\\boxed{5} or \\boxed{6}``); ``parts``: a hedge's boxes,
-    in order (they are the answer when the gold is a list of as many values)."""
+    in order (they are the answer when the gold is a list of as many values); ``labelled``:
+    the final boxes as ``name=value`` when each names its own variable (``k=…, n=…``)."""
 
     text: str
     strategy: str
     hedge: bool = False
     parts: tuple[str, ...] = ()
+    labelled: tuple[str, ...] = ()
 
 
 def _brace_matches(text: str) -> dict[int, int]:
@@ -96,12 +98,26 @@ def _last_box(text: str) -> Extracted | None:
             if earlier is None or earlier.group(1) != label.group(1):
                 break
             between = between[:len(between) - len(between[-40:]) + label.start()]
-        joiner = re.sub(r"[\s$\\()\[\]]|text|quad", "", between).strip().lower()
+        joiner = re.sub(r"[\s$\\()\[\]{}]|text|quad", "", between).strip().lower()
         if re.sub(r"\s+", " ", joiner) not in _HEDGE_JOINERS:
             break
         run.append(prev.strip())
     hedge = len(set(run)) > 1
-    return Extracted(run[0], "boxed", hedge, tuple(reversed(run)) if hedge else ())
+    return Extracted(run[0], "boxed", hedge, tuple(reversed(run)) if hedge else (), _labelled(text, boxes))
+
+
+def _labelled(text: str, boxes: list[tuple[str, int, int]]) -> tuple[str, ...]:
+    """``("k=45", "n=2")`` for a completion ending in boxes that each follow their own variable
+    ("k=\\boxed{45}, n=\\boxed{2}"); empty when the last two boxes are not so labelled."""
+    labelled: list[str] = []
+    seen: set[str] = set()
+    for content, start, _ in reversed(boxes):
+        label = _LABEL.search(text[max(0, start - 40):start])
+        if label is None or label.group(1) in seen:
+            break
+        seen.add(label.group(1))
+        labelled.append(f"{label.group(1)}={content.strip()}")
+    return tuple(reversed(labelled)) if len(labelled) > 1 else ()
 
 
 _HASH = re.compile(r"####\s*([^\n]*)")
@@ -141,13 +157,27 @@ def _answer_is(tail: str) -> str | None:
     end = _ANSWER_END.search(rest)
     text = rest[:end.start()] if end else rest
     text = _cut_reason(text.strip().strip("*").strip())
+    text = _after_copula(text)
     return text.strip().strip("*").strip() or None  # "**5**", "**Answer:** 5": markdown bold
+
+
+# "Final Answer: The largest $n$ is 34": the answer is what the sentence says the thing is.
+_COPULA = re.compile(r"\s(?:is|are|equals|was|will be)\s+")
+
+
+def _after_copula(text: str) -> str:
+    """The predicate of a one-sentence answer ("The largest $n$ is 34" -> "34"); text that
+    has no such verb, or no prose before it, is returned unchanged."""
+    verb = _last_match(_COPULA, text)
+    if verb is None or not _PROSE_WORD.search(text[:verb.start()]):
+        return text
+    return text[verb.end():]
 
 # A display block does not contain its own opener: stopping ``\[``/``\(`` at the next opener
 # keeps the scan linear (an unclosed "\[" repeated 9000 times rescanned the tail per opener).
 _DOLLAR = re.compile(r"\$\$(.+?)\$\$|\$([^$]+?)\$|\\\[((?:(?!\\\[).)+?)\\\]|\\\(((?:(?!\\\().)+?)\\\)",
                      re.DOTALL)
-_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?\s*%?")
+_NUMBER = re.compile(r"(?<![A-Za-z^_{])-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?\s*%?")
 
 
 # a plain word of three or more letters (LaTeX commands such as \frac and \text{...} excluded)
@@ -161,8 +191,22 @@ def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     return last
 
 
+# Chat-template tokens a model keeps writing after its answer ("… is 120. <|im_start|>user …"):
+# what follows is another turn, not this answer.
+_CHAT_DEBRIS = re.compile(r"<\|(?:im_start|im_end|endoftext|eot_id|end|user|assistant|system|start_header_id)\|>|</s>")
+
+
+def strip_chat_debris(text: str) -> str:
+    """``text`` up to the first chat-template token that follows some content."""
+    for m in _CHAT_DEBRIS.finditer(text[:4 * _MAX_SCAN]):
+        if text[:m.start()].strip():
+            return text[:m.start()]
+    return text
+
+
 def extract(text: str, strategies: Iterable[str] = STRATEGIES) -> Extracted | None:
     """The final answer of ``text`` by the first strategy that finds one, or None."""
+    text = strip_chat_debris(text)
     tail = text[-_MAX_SCAN:]
     for strategy in strategies:
         if strategy == "boxed":

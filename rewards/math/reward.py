@@ -14,7 +14,7 @@ import threading
 from typing import Any, Sequence
 
 from .check import CheckOptions
-from .extract import STRATEGIES, Extracted, extract, unwrap_gold
+from .extract import STRATEGIES, Extracted, extract, strip_chat_debris, unwrap_gold
 from .guard import MAX_ANSWER_CHARS
 from .text import clean_unicode, split_top_level
 from .verifier import MathVerifier
@@ -31,6 +31,8 @@ _LATEX_WORDS = re.compile(r"\\(?:text|mbox|mathrm)\{[^{}]*\}|\\[A-Za-z]+")
 # backtracked cubically on "hahaha…" (10 s for 2000 characters, in the parent).
 
 
+_BARE_LABEL = re.compile(r"^[A-Za-z][A-Za-z ]{0,24}:\s*(?:\*\*)?")
+_DELIMITED = re.compile(r"\$[^$]+\$|\\\[.*?\\\]|\\\(.*?\\\)", re.DOTALL)
 _WORD = re.compile(r"(?<![\\A-Za-z{])[A-Za-z]{2,}(?![A-Za-z]*})")  # not \cmd, not {pmatrix}
 _MATH_WORDS = frozenset({"pi", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "inf",
                          "infty", "infinity", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "mod",
@@ -75,29 +77,44 @@ def _content(content: Any) -> str:
 class MathReward:
     """Reward 1.0 when the completion's final answer equals the gold ``answer``, else 0.0.
 
-    Options: ``extraction`` (strategies in order, from ``boxed``, ``hash``, ``answer_is``,
-    ``dollar``, ``last_number``), ``require_boxed`` with ``format_score`` (the reward for a
-    correct answer found by another strategy), ``timeout`` (seconds per check in a worker),
+    Options: ``extraction`` (``"auto"``, the default: the reading ``verify`` uses; or
+    strategies in order, from ``boxed``, ``hash``, ``answer_is``, ``dollar``,
+    ``last_number``), ``require_boxed`` with ``format_score`` (the reward for a correct
+    answer found by another strategy), ``timeout`` (seconds per check in a worker),
     ``memory_mb`` (worker address-space cap), ``workers`` (default: the CPUs), ``percent``
     (``"both"``, ``"fraction"``, ``"number"``), ``rel_tol``, ``comma_decimal``,
-    ``max_answer_chars``, ``cache_size``.
+    ``max_answer_chars``, ``cache_size``, ``engine`` (``"rftgym+math-verify"``, the default:
+    math-verify is asked where rftgym's own answer is no and not final; ``"rftgym"``: alone).
     """
 
-    def __init__(self, extraction: Sequence[str] = STRATEGIES, require_boxed: bool = False,
+    def __init__(self, extraction: Sequence[str] | str = "auto", require_boxed: bool = False,
                  format_score: float = 0.0, timeout: float = 5.0, memory_mb: int | None = 2048,
                  workers: int | None = None, percent: str = "both", rel_tol: float = 1e-6,
                  comma_decimal: bool = True, max_answer_chars: int = MAX_ANSWER_CHARS,
-                 cache_size: int = 100_000) -> None:
-        self.extraction = tuple(extraction)
-        unknown = [s for s in self.extraction if s not in STRATEGIES]
+                 cache_size: int = 100_000, engine: str = "rftgym+math-verify") -> None:
+        # "auto": read a completion exactly as verify() does (a bare answer whole, a solution
+        # by its marked answer, then its last $…$ or number).
+        self.extraction = "auto" if extraction == "auto" else tuple(extraction)
+        unknown = [s for s in self.extraction if s not in STRATEGIES] if self.extraction != "auto" else []
         if unknown or not self.extraction:
-            raise ValueError(f"extraction must list strategies from {STRATEGIES}, got {list(extraction)!r}")
+            raise ValueError(f"extraction must be 'auto' or list strategies from {STRATEGIES}, got {extraction!r}")
         self.require_boxed = require_boxed
         self.format_score = float(format_score)
         options = CheckOptions(percent=percent, rel_tol=rel_tol, comma_decimal=comma_decimal,
-                               max_answer_chars=max_answer_chars)
+                               max_answer_chars=max_answer_chars, engine=engine)
         self.verifier = MathVerifier(options, timeout=timeout, memory_mb=memory_mb, workers=workers,
                                      cache_size=cache_size)
+
+    def _extract(self, text: str, gold: str) -> Extracted | None:
+        """The configured strategies; for a multiple-choice gold, the marked ones, then the
+        letter the solution opens with, before the unmarked ones (a last number is no letter)."""
+        if self.extraction == "auto":
+            return _answer_of(text, gold)
+        choice = _choice(gold, text)
+        if choice is None:
+            return extract(text, self.extraction)
+        marked = tuple(s for s in self.extraction if s in _VERIFY_MARKERS)
+        return (extract(text, marked) if marked else None) or choice or extract(text, self.extraction)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -131,7 +148,7 @@ class MathReward:
             # clean_unicode first: extraction patterns are ASCII ("-?\d", "\boxed"), so "−4"
             # or a full-width "\boxed｛４｝" would otherwise be missed or lose its sign.
             text = clean_unicode(completion_text(completion)) if gold is not None else ""
-            got = extract(text, self.extraction) if gold is not None else None
+            got = self._extract(text, str(gold)) if gold is not None else None
             found.append(got)
             answer_text = _checked_text(str(gold), got)
             if answer_text is not None:
@@ -169,25 +186,52 @@ def _checked_text(gold: str, found: Extracted | None) -> str | None:
     """
     if found is None:
         return None
+    bare = unwrap_gold(clean_unicode(gold)).strip()
+    if found.labelled and not found.hedge:
+        # "k = 45, n = 2" answered by "k=\boxed{45}, n=\boxed{2}": the labelled boxes together
+        parts = split_top_level(bare)
+        if parts is not None and len(parts) == len(found.labelled) and all("=" in p for p in parts):
+            return ", ".join(found.labelled)
     if not found.hedge:
         return found.text
-    bare = unwrap_gold(clean_unicode(gold)).strip()
+    is_set = bare.startswith("\\{") and bare.endswith("\\}")
+    inner = bare[2:-2] if is_set else bare
     # "1,000" and (comma decimals) "0,5" are one number, not a list
-    parts = None if _COMMA_NUMBER.fullmatch(bare) else split_top_level(bare)
+    parts = None if _COMMA_NUMBER.fullmatch(inner) and not is_set else split_top_level(inner)
     single = all(len(split_top_level(box) or ()) == 1 for box in found.parts)
     if (parts is not None and len(parts) == len(found.parts) == len(set(found.parts)) and single
             and all(p.strip() for p in parts)):
-        return ", ".join(found.parts)
+        listed = ", ".join(found.parts)
+        return f"\\{{{listed}\\}}" if is_set else listed
     return None
 
 
-def _answer_of(prediction: str) -> Extracted | None:
+_CHOICE_GOLD = re.compile(r"^\(?([A-J])\)?$")
+_LEADING_CHOICE = re.compile(r"^\s*(?:\*\*)?\(?([A-J])\)?(?:[.:)]|\*\*|\s*$)")
+
+
+def _choice(gold: str, text: str) -> Extracted | None:
+    """For a multiple-choice gold (``A``), the letter a solution opens with ("A. Because …"),
+    when it marks no answer otherwise; None for any other gold."""
+    if not _CHOICE_GOLD.match(unwrap_gold(gold).strip()):
+        return None
+    m = _LEADING_CHOICE.match(text)
+    return Extracted(text.strip()[:200], "choice") if m else None
+
+
+def _answer_of(prediction: str, gold: str = "") -> Extracted | None:
     """A bare answer is taken whole; a solution gives its marked (boxed, ####, "answer is")
-    answer, else its last ``$…$`` or number."""
-    found = extract(prediction, _VERIFY_MARKERS)
+    answer, else (a multiple-choice gold) its opening letter, else its last ``$…$`` or number."""
+    found = extract(prediction, _VERIFY_MARKERS) or _choice(gold, prediction)
     if found is not None:
         return found
+    prediction = strip_chat_debris(prediction)
+    bare = _BARE_LABEL.sub("", prediction.strip().strip("*").strip())  # "**15**", "Total: 15"
+    if bare != prediction and bare and not _has_prose(_LATEX_WORDS.sub("", bare)):
+        prediction = bare
     if len(prediction) <= MAX_ANSWER_CHARS and not _has_prose(_LATEX_WORDS.sub("", prediction)):
+        if _WORD.search(_DELIMITED.sub(" ", prediction)) and _DELIMITED.search(prediction):
+            return extract(prediction, ("dollar",))  # "Answer \\[ 9 \\]": the math is the answer
         return extract(prediction, ("whole",))
     return extract(prediction, ("dollar", "last_number"))
 
@@ -197,7 +241,7 @@ def verify(gold: str, prediction: str) -> bool:
 
     Safe from any thread: hard parsing runs in the shared, time-limited worker pool.
     """
-    found = _answer_of(clean_unicode(completion_text(prediction)))  # as in MathReward.__call__
+    found = _answer_of(clean_unicode(completion_text(prediction)), str(gold))  # as in MathReward.__call__
     answer_text = _checked_text(str(gold), found)
     if answer_text is None:
         return False

@@ -16,13 +16,15 @@ _CHAR_MAP = str.maketrans({
     "\u03c0": r"\pi ", "\u221a": r"\sqrt", "\u221e": r"\infty ", "\u2264": r"\le ", "\u2265": r"\ge ",
     "\u00b0": r"^\circ", "\u2009": " ", "\u202f": " ", "\u00a0": " ",
 })
+# Before NFKC, which would turn "x²" into "x2".
+_SUPERSCRIPTS = str.maketrans({c: f"^{d}" for c, d in zip("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")})
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2060\ufeff]")
 
 
 def clean_unicode(text: str) -> str:
     """NFKC-normalise (full-width digits, ligatures), map math symbols to ASCII/LaTeX, drop NULs
     and zero-width characters (so ``５`` reads as ``5`` and a NUL cannot split a token)."""
-    text = _CONTROL.sub("", text)
+    text = _CONTROL.sub("", text).translate(_SUPERSCRIPTS)
     text = unicodedata.normalize("NFKC", text)
     return text.translate(_CHAR_MAP)
 
@@ -31,7 +33,9 @@ def clean_unicode(text: str) -> str:
 _NOISE = [
     (re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])\s*"), ""),
     (re.compile(r"\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits)(?![a-zA-Z])"), ""),
-    (re.compile(r"\\[,;:! ]|\\quad|\\qquad|~"), " "),
+    # "32,\! 349" and "1{,}000": a thousands comma with LaTeX spacing after it stays a comma
+    (re.compile(r"(?<=\d),\\[!,]\s*(?=\d{3}(?!\d))"), ","),
+    (re.compile(r"(?<!\\)\\[,;:! ]|\\quad|\\qquad|~"), " "),  # not a matrix row break
     (re.compile(r"\\[dt]frac(?![a-zA-Z])"), r"\\frac"),
     (re.compile(r"\\\$"), ""),
     (re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree(?![a-zA-Z])"), ""),
@@ -155,7 +159,27 @@ def numbers_match(gold: PlainNumber, pred: PlainNumber, rel_tol: float) -> bool:
         return False
     diff = abs(gold.value - pred.value)
     scale = max(abs(gold.value), abs(pred.value))
-    return diff <= Fraction(rel_tol) * scale * Fraction(1000001, 1000000)
+    if diff <= Fraction(rel_tol) * scale * Fraction(1000001, 1000000):
+        return True
+    decimal = pred if pred.decimal and not terminates(gold.value) else gold
+    places = stated_places(decimal.value)
+    return places is not None and diff < Fraction(1, 10 ** places)
+
+
+def stated_places(value: Fraction) -> int | None:
+    """Decimal places of a decimal written with at least four significant digits and two
+    places (``0.3333``: 4, ``1.333``: 3), else None. A decimal that rounds or truncates a non-terminating value
+    to the places it states is that value: ``0.3333`` for ``1/3``, ``2.6667`` for ``8/3``;
+    ``0.33``, ``3.14`` (for pi) or ``0.00`` say too little to count."""
+    if not terminates(value):
+        return None
+    places = 0
+    while value.denominator != 1:
+        value *= 10
+        places += 1
+    if places < 2:
+        return None
+    return places if len(str(abs(value.numerator))) >= 4 else None
 
 
 def split_top_level(inner: str) -> list[str] | None:

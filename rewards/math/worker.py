@@ -21,7 +21,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 # Imported before "ready" so the first check does not pay for sympy and the LaTeX grammar.
-from . import check as math_check, equiv as math_equiv, parse as math_parse  # noqa: F401
+from . import check as math_check, equiv as math_equiv, parse as math_parse, second_opinion  # noqa: F401
 
 
 def limit_memory(memory_mb: int | None) -> None:
@@ -41,7 +41,7 @@ def limit_memory(memory_mb: int | None) -> None:
 _WARM_UP = [
     ("\\frac{\\sqrt{3}}{2}", "\\sin\\frac{\\pi}{3}"), ("[1,2)\\cup(3,\\infty)", "x \\le 3"),
     ("\\{1,2\\}", "\\begin{pmatrix}1&2\\end{pmatrix}"), ("x^2-1", "(x-1)(x+1)"), ("y = 2x+3", "10\\text{ cm}"),
-    ("\\log_2 8", "\\binom{5}{2}"),
+    ("\\log_2 8", "\\binom{5}{2}"), ("x \\neq 3", "x != 3"), ("1 < x < 2", "(1,2)"),
 ]
 
 
