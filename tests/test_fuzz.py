@@ -69,7 +69,7 @@ def _timed(fn, *args, bound: float = BOUND_S):
 @FUZZ
 @given(texts)
 def test_extraction_never_raises_or_hangs(text):
-    for strategies in (math_extract.STRATEGIES, *[(s,) for s in math_extract.STRATEGIES], ("whole",)):
+    for strategies in (math_extract.STRATEGIES, *[(s,) for s in math_extract.STRATEGIES], ("whole",), ("last_math",)):
         found = _timed(math_extract.extract, text, strategies)
         assert found is None or (isinstance(found.text, str) and found.strategy in (*strategies, "boxed"))
     assert isinstance(_timed(math_extract.unwrap_gold, text), str)

@@ -8,6 +8,7 @@ parse both sides and compare them with ``math_equiv``.
 from __future__ import annotations
 
 import re
+import signal
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
@@ -189,8 +190,37 @@ def precheck(gold: str, pred: str, opts: CheckOptions) -> Prepared:
     return Prepared(g, p, None, "")
 
 
-def check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
-    """Parse both cleaned answers and compare them (run this in a limited worker)."""
+class OwnCheckTimeout(BaseException):
+    """rftgym's own comparison ran out of its share of the worker's time. A BaseException, so
+    that the broad ``except Exception`` around sympy calls cannot swallow it."""
+
+
+def _out_of_time(signum: int, frame: object) -> None:
+    raise OwnCheckTimeout
+
+
+def check_parsed(gold: str, pred: str, opts: CheckOptions, own_seconds: float | None = None) -> tuple[bool, str]:
+    """Parse both cleaned answers and compare them (run this in a limited worker).
+
+    ``own_seconds`` (main thread only: a timer signal) bounds rftgym's own comparison, so a
+    case it cannot settle quickly (a symbolic sum) still gets math-verify's opinion within the
+    pool's hard limit instead of costing a killed worker.
+    """
+    if not own_seconds:
+        return _check_parsed(gold, pred, opts)
+    previous = signal.signal(signal.SIGALRM, _out_of_time)
+    signal.setitimer(signal.ITIMER_REAL, own_seconds)
+    try:
+        return _check_parsed(gold, pred, opts)
+    except OwnCheckTimeout:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        return _second_opinion(gold, pred, opts, "own check timed out")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
     from .equiv import Context, equivalent
     from .parse import parse_answer
     from .second_opinion import exact_numbers
@@ -203,12 +233,14 @@ def check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
     except (MemoryError, RecursionError):
         raise
     except Exception as exc:  # noqa: BLE001 - any parser failure is a verdict, not a crash
+        signal.setitimer(signal.ITIMER_REAL, 0)
         return _second_opinion(gold, pred, opts, f"gold unparsable: {type(exc).__name__}")
     try:
         preds = parse_answer(pred, opts.percent)
     except (MemoryError, RecursionError):
         raise
     except Exception as exc:  # noqa: BLE001
+        signal.setitimer(signal.ITIMER_REAL, 0)
         return _second_opinion(gold, pred, opts, f"prediction unparsable: {type(exc).__name__}")
     ctx = Context(opts.rel_tol, bool(_DECIMAL_LITERAL.search(gold)), bool(_DECIMAL_LITERAL.search(pred)))
     for a in golds:
@@ -222,6 +254,7 @@ def check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
                 continue
     if exact_numbers(golds) and exact_numbers(preds):
         return False, "different"  # exact values compared exactly: final
+    signal.setitimer(signal.ITIMER_REAL, 0)  # math-verify sets its own alarms
     return _second_opinion(gold, pred, opts, "different")
 
 

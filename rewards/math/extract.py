@@ -158,6 +158,10 @@ def _answer_is(tail: str) -> str | None:
     text = rest[:end.start()] if end else rest
     text = _cut_reason(text.strip().strip("*").strip())
     text = _after_copula(text)
+    if len(_PROSE_WORD.findall(text)) >= 2:  # "Final Answer: Jane started Sphere 3 hours ago"
+        found = _last_math(text)
+        if found is not None:
+            return found.text
     return text.strip().strip("*").strip() or None  # "**5**", "**Answer:** 5": markdown bold
 
 
@@ -204,6 +208,27 @@ def strip_chat_debris(text: str) -> str:
     return text
 
 
+def _last_dollar(tail: str) -> re.Match[str] | None:
+    # The last $…$ that holds math: two currency signs in prose ("at $2 each, so she makes
+    # $18") pair into a "formula" full of words, which is skipped.
+    for m in reversed(list(_DOLLAR.finditer(tail))):
+        inner = next(g for g in m.groups() if g is not None).strip()
+        if inner and not _PROSE_WORD.search(inner):
+            return m
+    return None
+
+
+def _last_math(tail: str) -> Extracted | None:
+    """The answer a prose solution ends on: its last ``$…$`` or its last number, whichever
+    comes later ("… $d = 90/n$ … so there are 12 sequences" ends on 12)."""
+    dollar, number = _last_dollar(tail), _last_match(_NUMBER, tail)
+    if number is not None and (dollar is None or number.start() >= dollar.end()):
+        return Extracted(number.group(0).strip(), "last_math")
+    if dollar is not None:
+        return Extracted(next(g for g in dollar.groups() if g is not None).strip(), "last_math")
+    return None
+
+
 def extract(text: str, strategies: Iterable[str] = STRATEGIES) -> Extracted | None:
     """The final answer of ``text`` by the first strategy that finds one, or None."""
     text = strip_chat_debris(text)
@@ -222,12 +247,13 @@ def extract(text: str, strategies: Iterable[str] = STRATEGIES) -> Extracted | No
             if answer is not None:
                 return Extracted(answer, "answer_is")
         elif strategy == "dollar":
-            # The last $…$ that holds math: two currency signs in prose ("at $2 each, so she
-            # makes $18") pair into a "formula" full of words, which is skipped.
-            for m in reversed(list(_DOLLAR.finditer(tail))):
-                inner = next(g for g in m.groups() if g is not None).strip()
-                if inner and not _PROSE_WORD.search(inner):
-                    return Extracted(inner, "dollar")
+            m = _last_dollar(tail)
+            if m is not None:
+                return Extracted(next(g for g in m.groups() if g is not None).strip(), "dollar")
+        elif strategy == "last_math":  # whichever of the last $…$ and the last number ends later
+            found = _last_math(tail)
+            if found is not None:
+                return found
         elif strategy == "last_number":
             m = _last_match(_NUMBER, tail)
             if m:
@@ -236,7 +262,7 @@ def extract(text: str, strategies: Iterable[str] = STRATEGIES) -> Extracted | No
             if text.strip():
                 return Extracted(text.strip(), "whole")
         else:
-            raise ValueError(f"unknown extraction strategy {strategy!r}; choose from {', '.join(STRATEGIES + ('whole',))}")
+            raise ValueError(f"unknown extraction strategy {strategy!r}; choose from {', '.join(STRATEGIES + ('last_math', 'whole'))}")
     return None
 
 
@@ -246,6 +272,9 @@ def unwrap_gold(gold: str) -> str:
     if "####" in gold:
         return gold.rsplit("####", 1)[1].strip()
     if "\\boxed" in gold or "\\fbox" in gold:
+        boxes = boxed_all(gold)
+        if len(boxes) > 1 and len(gold) < 500:  # "\\boxed{1} and \\boxed{-2}": a gold of several values
+            return ", ".join(b[0].strip() for b in boxes)
         found = _last_box(gold)
         if found is not None:
             return found.text

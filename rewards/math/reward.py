@@ -233,7 +233,7 @@ def _answer_of(prediction: str, gold: str = "") -> Extracted | None:
         if _WORD.search(_DELIMITED.sub(" ", prediction)) and _DELIMITED.search(prediction):
             return extract(prediction, ("dollar",))  # "Answer \\[ 9 \\]": the math is the answer
         return extract(prediction, ("whole",))
-    return extract(prediction, ("dollar", "last_number"))
+    return extract(prediction, ("last_math",))
 
 
 def verify(gold: str, prediction: str) -> bool:

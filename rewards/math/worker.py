@@ -24,6 +24,11 @@ if __name__ == "__main__":
 from . import check as math_check, equiv as math_equiv, parse as math_parse, second_opinion  # noqa: F401
 
 
+# rftgym's own comparison gets this share of a check; math-verify's alarms (second_opinion)
+# take at most 4 s more. The pool's hard limit (default 5 s) stays the backstop.
+OWN_SECONDS = 1.5
+
+
 def limit_memory(memory_mb: int | None) -> None:
     """Cap this process's address space at ``memory_mb`` MiB (None or 0: no cap)."""
     if not memory_mb:
@@ -70,7 +75,7 @@ def worker_main(requests: Connection, replies: Connection, memory_mb: int | None
             return
         gold, pred, options = request
         try:
-            reply = math_check.check_parsed(gold, pred, options)
+            reply = math_check.check_parsed(gold, pred, options, own_seconds=OWN_SECONDS)
         except MemoryError:
             reply = (False, "memory limit")
         except RecursionError:
