@@ -12,6 +12,7 @@ from .api import (  # noqa: E402
     load_plugins,
     make,
     make_vec,
+    register_advantage,
     register_algorithm,
     register_reward,
 )
@@ -31,6 +32,6 @@ def train(config):
 _get_manager().load_builtins()
 
 __all__ = [
-    "__version__", "hookimpl", "get_reward", "get_algorithm", "register_reward", "register_algorithm",
+    "__version__", "hookimpl", "get_reward", "get_algorithm", "register_reward", "register_algorithm", "register_advantage",
     "load_plugins", "make", "make_vec", "train",
 ]

@@ -98,3 +98,19 @@ def make_vec(id: str, num_envs: int, group_size: int = 1, **kwargs: Any):
     _ensure_env(id)
     return gymnasium.make_vec(id, num_envs=num_envs, vectorization_mode="vector_entry_point",
                               group_size=group_size, **kwargs)
+
+
+def register_advantage(name: str | Callable[..., Any], fn: Callable[..., Any] | None = None):
+    """Register an advantage estimator in this process (``algo.advantage: name``); usable as
+    ``@register_advantage("name")``, or bare to use the function's ``__name__``."""
+    if callable(name) and fn is None:
+        get_manager().register_in_process("advantage", name.__name__, name)
+        return name
+    if fn is None:
+        def decorator(f):
+            get_manager().register_in_process("advantage", name, f)
+            return f
+
+        return decorator
+    get_manager().register_in_process("advantage", name, fn)
+    return fn

@@ -206,7 +206,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         version = f" {info['version']}" if info["version"] else ""
         status = f"  FAILED: {info['error']}" if info["error"] else ""
         print(f"{info['name']}{version} ({info['source']}){status}")
-        for kind in ("rewards", "algorithms", "envs"):
+        for kind in ("rewards", "algorithms", "advantages", "envs"):
             if info[kind]:
                 print(f"  {kind}: {', '.join(info[kind])}")
     return 0

@@ -12,27 +12,13 @@ The runner drives any algorithm through this interface and never branches on its
 """
 from __future__ import annotations
 
-import math
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import Tensor
 
 from ..config import AlgoConfig, ConfigError, from_dict, to_dict
 from .rollout import Rollout
-
-
-def check_finite(terms: Mapping[str, Tensor | float]) -> str | None:
-    """The name of the first non-finite term (NaN or ±inf), or None when all are finite.
-
-    Algorithms report their loss terms in the metrics as ``loss/<term>``; the runner calls this
-    on a non-finite loss to say which term went wrong.
-    """
-    for name, value in terms.items():
-        finite = bool(torch.isfinite(value).all()) if isinstance(value, Tensor) else math.isfinite(value)
-        if not finite:
-            return name
-    return None
 
 
 def to_metrics(**values: Tensor | float) -> dict[str, float]:
@@ -54,7 +40,11 @@ class Algorithm:
     Config: ClassVar[type[AlgoConfig]] = AlgoConfig
     needs_critic: ClassVar[bool] = False
 
-    def __init__(self, config: AlgoConfig | Mapping[str, Any] | None = None) -> None:
+    estimator_inputs: ClassVar[tuple[str, ...]] = ()
+    """Tensors beyond rewards and mask that this algorithm hands its estimator (PPO: values)."""
+
+    def __init__(self, config: AlgoConfig | Mapping[str, Any] | None = None, *,
+                 estimator: Callable[..., Tensor] | None = None) -> None:
         if config is None:
             config = self.Config()
         elif isinstance(config, Mapping):
@@ -64,6 +54,17 @@ class Algorithm:
             config = from_dict(self.Config, to_dict(config), "algo")
         config.validate()
         self.config = config
+        # Configs with an ``advantage`` field name their estimator; resolved once, here (a
+        # composition root may hand the resolved function in instead).
+        self.estimator: Callable[..., Tensor] | None = estimator
+        name = getattr(config, "advantage", None)
+        if name is not None:
+            from . import advantages
+
+            if self.estimator is None:
+                self.estimator = advantages.resolve(name)
+            provided = {"group_size", *self.estimator_inputs, *to_dict(config)}
+            advantages.check_inputs(self.estimator, name, provided, config.name)
 
     # -- what the runner asks ---------------------------------------------------------------
     @property
@@ -106,8 +107,9 @@ class Algorithm:
         """The scalar loss of a (micro-)batch and its metrics.
 
         logp: [n, T] log-probs of ``mb.completion_ids`` under the current policy (with gradient);
-        entropy: [n, T] optional, for logging; values: [n, T] the critic's, with gradient.
-        Metrics named ``loss/<term>`` are the terms of the loss (see :func:`check_finite`).
+        entropy: [n, T] optional (for an entropy bonus; the runner logs entropy itself);
+        values: [n, T] the critic's, with gradient. Metrics named ``loss/<term>`` are the terms
+        of the loss, as local means of the micro-batch.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement loss()")
 

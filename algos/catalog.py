@@ -1,6 +1,8 @@
-"""The algorithms rftgym ships, as lazy references (registered by the built-in plugin).
+"""The algorithms and advantage estimators rftgym ships, as lazy references (registered by
+the built-in plugin).
 
-``dr_grpo``, ``dapo`` and ``gspo`` are GRPO with the variant's defaults (``algos/grpo.py``).
+``dr_grpo``, ``dapo``, ``gspo`` and ``rloo`` are GRPO's loss with the variant's defaults
+(``algos/grpo.py``); ``rloo`` is GRPO's loss with the ``rloo`` estimator.
 """
 
 BUILTIN_ALGORITHMS: dict[str, str] = {
@@ -9,6 +11,13 @@ BUILTIN_ALGORITHMS: dict[str, str] = {
     "dapo": "rftgym.algos.grpo:DAPO",
     "gspo": "rftgym.algos.grpo:GSPO",
     "ppo": "rftgym.algos.ppo:PPO",
-    "rloo": "rftgym.algos.rloo:RLOO",
+    "rloo": "rftgym.algos.grpo:RLOO",
     "reinforce": "rftgym.algos.reinforce:REINFORCE",
+}
+
+BUILTIN_ADVANTAGES: dict[str, str] = {
+    "grpo": "rftgym.algos.advantages:grpo",
+    "rloo": "rftgym.algos.advantages:rloo",
+    "reinforce": "rftgym.algos.advantages:reinforce",
+    "gae": "rftgym.algos.advantages:gae",
 }

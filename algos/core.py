@@ -7,13 +7,20 @@ CPU in microseconds, so each one is tested against hand-computed values and a pl
 """
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
-KL_KINDS = ("k1", "k2", "k3")
-SCALES = ("group", "batch", "none")
+# The accepted values, written once: config fields are annotated with these aliases and
+# validate against the tuples derived from them.
+AggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+KLKind = Literal["k1", "k2", "k3"]
+Scale = Literal["group", "batch", "none"]
+AGG_MODES: tuple[str, ...] = get_args(AggMode)
+KL_KINDS: tuple[str, ...] = get_args(KLKind)
+SCALES: tuple[str, ...] = get_args(Scale)
 
 
 def _one_of(value: str, accepted: tuple[str, ...], what: str) -> None:
@@ -87,6 +94,34 @@ def group_advantages(rewards: Tensor, group_size: int, scale: str = "group", eps
         centered = centered / (std + eps)
     constant = (r == r[:, :1]).all(dim=1, keepdim=True)                        # [B, 1]
     return centered.masked_fill(constant, 0.0).view(-1)                        # [N]
+
+
+def leave_one_out_advantages(rewards: Tensor, group_size: int) -> Tensor:
+    """RLOO's A_i = R_i − (1/(G−1)) Σ_{j≠i} R_j within each group.
+
+    rewards: [N] with the G completions of each prompt contiguous → [N]. The baseline leaves
+    R_i out, so it does not depend on the sample it scores and the estimate stays unbiased.
+    """
+    if group_size < 2 or rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size} >= 2")
+    r = rewards.view(-1, group_size)                                           # [B, G]
+    baseline = (r.sum(dim=1, keepdim=True) - r) / (group_size - 1)             # [B, G] mean of the others
+    return (r - baseline).view(-1)                                             # [N]
+
+
+def last_token_rewards(rewards: Tensor, mask: Tensor) -> Tensor:
+    """A sequence reward as per-token rewards: R_i at o_i's last real token, 0 elsewhere.
+
+    rewards: [N], mask: [N, T] → [N, T] in ``mask``'s dtype. A completion without tokens gets
+    nothing (there is no token to carry it).
+    """
+    mask = mask if mask.is_floating_point() else mask.to(torch.get_default_dtype())
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    last = (mask * (positions + 1)).argmax(dim=1)                              # [N] index of the last real token
+    has_tokens = mask.sum(dim=1) > 0                                           # [N]
+    out = torch.zeros_like(mask)
+    out[torch.arange(mask.shape[0], device=mask.device), last] += rewards.to(mask) * has_tokens
+    return out
 
 
 def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:

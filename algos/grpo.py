@@ -4,7 +4,9 @@
     J   = (1/G) Σ_i (1/|o_i|) Σ_t [ min(r_{i,t} Â_i, clip(r_{i,t}, 1−ε, 1+ε) Â_i) − β D_KL ]
     D_KL = π_ref/π_θ − log(π_ref/π_θ) − 1                           (k3, per token)
 
-and the loss is −J. No value network; a frozen reference is needed only when β > 0.
+and the loss is −J. No value network; a frozen reference is needed only when β > 0. Â comes
+from the estimator named by ``advantage`` (``algos/advantages.py``): RLOO is this loss with
+the ``rloo`` estimator.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..config import AlgoConfig, check
-from . import core
+from . import advantages, core
 from .base import Algorithm, check_groups, require, to_metrics, validate_choice
 from .rollout import Rollout
 
@@ -29,7 +31,7 @@ class GRPOConfig(AlgoConfig):
     """G: completions sampled per prompt (at least 2: the advantage compares them)."""
     beta: float = 0.0
     """β: coefficient of the per-token KL to the frozen reference (0: no reference is loaded)."""
-    kl_kind: Literal["k1", "k2", "k3"] = "k3"
+    kl_kind: core.KLKind = "k3"
     """KL estimator; k3 = π_ref/π − log(π_ref/π) − 1 is the seed's (≥ 0, low variance)."""
     clip_low: float = 0.2
     """ε: the ratio is clipped below at 1 − ε."""
@@ -37,10 +39,11 @@ class GRPOConfig(AlgoConfig):
     """Upper clip 1 + clip_high; None = ``clip_low`` (DAPO's clip-higher: 0.28)."""
     dual_clip: float | None = None
     """c > 1 bounds a negative-advantage token's loss by −c·Â (dual-clip PPO); None = off."""
-    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = \
-        "seq-mean-token-mean"
+    loss_agg: core.AggMode = "seq-mean-token-mean"
     """How per-token losses become one number; the seed's 1/|o_i| then 1/G is ``seq-mean-token-mean``."""
-    scale_rewards: Literal["group", "batch", "none"] = "group"
+    advantage: str = "grpo"
+    """Advantage estimator by name (``rftgym plugins`` lists them): grpo, rloo, reinforce, or a plugin's."""
+    scale_rewards: core.Scale = "group"
     """Divide the centred rewards by the group's std, the batch's std, or not at all (Dr. GRPO)."""
     adv_eps: float = 1e-4
     """Added to the std so that a near-constant group does not explode."""
@@ -88,12 +91,12 @@ class GRPO(Algorithm):
         return rollout.select(keep)
 
     def advantages(self, rollout: Rollout) -> None:
-        """Â_i = (R_i − mean R_group) / (std + eps), broadcast to every token of o_i."""
-        c = self.config
+        """Â_i from the configured estimator (GRPO's: (R_i − mean R_group) / (std + eps)),
+        broadcast to every token of o_i."""
         check_groups(rollout, self.group_size)
-        adv = core.group_advantages(rollout.rewards, self.group_size, c.scale_rewards, c.adv_eps)  # [N]
         mask = rollout.completion_mask.to(rollout.old_logp.dtype)
-        rollout.advantages = adv.to(mask)[:, None] * mask                          # [N, T]
+        inputs = {"group_size": self.group_size, **vars(self.config)}
+        rollout.advantages = advantages.estimate(self.estimator, rollout.rewards, mask, inputs)   # [N, T]
 
     def loss(self, mb: Rollout, logp: Tensor, entropy: Tensor | None = None,
              values: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
@@ -119,7 +122,6 @@ class GRPO(Algorithm):
         loss = policy_loss + c.beta * kl_loss
 
         with torch.no_grad():
-            extra = {} if entropy is None else {"entropy": core.masked_mean(entropy, mask)}
             # loss terms as local means (per micro-batch) so that averaging over micro-batches works
             metrics = to_metrics(
                 **{"loss/policy": core.aggregate(surrogate, mask, c.loss_agg),
@@ -128,7 +130,6 @@ class GRPO(Algorithm):
                 clip_fraction=core.clip_fraction(logp_is, mb.old_logp, mb.advantages, mask, c.clip_low, c.clip_high),
                 approx_kl=core.masked_mean(core.kl_estimate(mb.old_logp, logp, "k3"), mask),  # KL(π_old ‖ π_θ)
                 ratio=core.masked_mean(torch.exp(logp_is - mb.old_logp), mask),
-                **extra,
             )
         return loss, metrics
 
@@ -142,9 +143,8 @@ class DrGRPOConfig(GRPOConfig):
     """Dr. GRPO (Liu et al., 2025): no std scaling, no 1/|o_i| length bias."""
 
     name: str = "dr_grpo"
-    scale_rewards: Literal["group", "batch", "none"] = "none"
-    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = \
-        "seq-mean-token-sum-norm"
+    scale_rewards: core.Scale = "none"
+    loss_agg: core.AggMode = "seq-mean-token-sum-norm"
 
 
 class DrGRPO(GRPO):
@@ -162,8 +162,7 @@ class DAPOConfig(GRPOConfig):
 
     name: str = "dapo"
     clip_high: float | None = 0.28
-    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = \
-        "token-mean"
+    loss_agg: core.AggMode = "token-mean"
     dynamic_sampling: bool = True
     beta: float = 0.0
 
@@ -182,11 +181,25 @@ class GSPOConfig(GRPOConfig):
     importance: Literal["token", "sequence"] = "sequence"
     clip_low: float = 3e-4
     clip_high: float | None = 4e-4
-    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = \
-        "seq-mean-token-mean"
 
 
 class GSPO(GRPO):
     """Group Sequence Policy Optimization."""
 
     Config = GSPOConfig
+
+
+@dataclass
+class RLOOConfig(GRPOConfig):
+    """RLOO (Kool et al. 2019; Ahmadian et al. 2024): GRPO's clipped loss with the leave-one-out
+    advantage A_i = R_i − (1/(G−1)) Σ_{j≠i} R_j."""
+
+    name: str = "rloo"
+    group_size: int = 4
+    advantage: str = "rloo"
+
+
+class RLOO(GRPO):
+    """REINFORCE Leave-One-Out, PPO-clipped for reuse of the rollout."""
+
+    Config = RLOOConfig

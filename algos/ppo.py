@@ -6,18 +6,19 @@
     L       = −(1/|o|) Σ_t min(ρ_t A_t, clip(ρ_t, 1−ε, 1+ε) A_t)     ρ_t = π_θ/π_old
               + c_v · ½ max((V − R)², (clip(V, V_old ± ε_v) − R)²)
 
-with β fixed or adapted towards a target KL (Ziegler et al.'s proportional controller).
+with β fixed or adapted towards a target KL (Ziegler et al.'s proportional controller). A comes
+from the estimator named by ``advantage`` (``gae``, ``algos/advantages.py``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
 from ..config import AlgoConfig, check
-from . import core
+from . import advantages, core
 from .base import Algorithm, require, to_metrics, validate_choice
 from .rollout import Rollout
 
@@ -33,6 +34,8 @@ class PPOConfig(AlgoConfig):
     """μ: passes over each rollout (TRL: 4)."""
     minibatches: int = 2
     """Shuffled minibatches per epoch, one optimizer step each."""
+    advantage: str = "gae"
+    """Advantage estimator by name (``rftgym plugins`` lists them); ``gae`` uses the critic."""
     gamma: float = 1.0
     """γ: discount over completion tokens (1: the bandit's single reward is not discounted)."""
     lam: float = 0.95
@@ -43,8 +46,7 @@ class PPOConfig(AlgoConfig):
     """None = ``clip_low``."""
     dual_clip: float | None = None
     """c > 1 bounds a negative-advantage token's loss by −c·A (dual-clip PPO); None = off."""
-    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = \
-        "seq-mean-token-mean"
+    loss_agg: core.AggMode = "seq-mean-token-mean"
     """Policy-loss averaging; the seed's per-token PPO is (1/|o|) Σ_t, i.e. ``seq-mean-token-mean``."""
     vf_coef: float = 0.1
     """c_v: weight of the value loss."""
@@ -52,7 +54,7 @@ class PPOConfig(AlgoConfig):
     """ε_v: new values stay within V_old ± ε_v in the clipped value loss; None = unclipped."""
     kl_coef: float = 0.05
     """β: KL penalty folded into the per-token rewards (0: no reference is loaded)."""
-    kl_kind: Literal["k1", "k2", "k3"] = "k1"
+    kl_kind: core.KLKind = "k1"
     """Per-token KL estimator of the penalty (k1 = log π_old/π_ref, as TRL and Ziegler et al.)."""
     adaptive_kl: bool = False
     """Adapt β so that the measured KL follows ``kl_target``."""
@@ -99,6 +101,7 @@ class PPO(Algorithm):
     Config = PPOConfig
     config: PPOConfig
     needs_critic = True
+    estimator_inputs = ("values", "token_rewards")
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
@@ -123,22 +126,19 @@ class PPO(Algorithm):
         mask = rollout.completion_mask.to(rollout.old_logp.dtype)                   # [N, T]
         values = rollout.values.to(mask.dtype) * mask
 
-        # r_t = −β·KL_t, with the sequence reward R added at the last completion token
+        # r_t = −β·KL_t per token (the estimator adds the sequence reward R at the last token)
         if c.kl_coef > 0:
             kl = core.kl_estimate(rollout.old_logp, rollout.ref_logp, c.kl_kind) * mask
         else:
             kl = torch.zeros_like(mask)
-        rewards = -self.kl_coef * kl
-        positions = torch.arange(mask.shape[1], device=mask.device)
-        last = (mask * (positions + 1)).argmax(dim=1)                               # [N] index of the last real token
-        has_tokens = mask.sum(dim=1) > 0
-        rewards[torch.arange(len(rollout), device=mask.device), last] += rollout.rewards.to(mask) * has_tokens
+        inputs = {"group_size": self.group_size, **vars(c), "values": values, "token_rewards": -self.kl_coef * kl}
 
         # GAE: δ_t = r_t + γV(s_{t+1}) − V(s_t), A_t = Σ (γλ)^l δ_{t+l}; returns = A + V
-        advantages, returns = core.gae(rewards, values, mask, c.gamma, c.lam)
+        adv = advantages.estimate(self.estimator, rollout.rewards, mask, inputs)
+        returns = (adv + values) * mask
         if c.whiten_advantages:
-            advantages = core.masked_whiten(advantages, mask)
-        rollout.advantages, rollout.returns = advantages, returns
+            adv = core.masked_whiten(adv, mask)
+        rollout.advantages, rollout.returns = adv, returns
         self._rollout_kl = float(kl.sum(dim=1).mean())
         self._rollout_seqs = len(rollout)
 
@@ -159,7 +159,7 @@ class PPO(Algorithm):
         loss = policy_loss + c.vf_coef * vf_loss
 
         with torch.no_grad():
-            extra = {} if entropy is None else {"entropy": core.masked_mean(entropy, mask)}
+            extra = {}
             if mb.ref_logp is not None:   # KL(π_old ‖ π_ref) per sequence, what the adaptive β tracks
                 extra["kl_ref"] = (core.kl_estimate(mb.old_logp, mb.ref_logp, c.kl_kind) * mask).sum(1).mean()
             vf_clipped = (values - mb.values).abs() > c.value_clip if c.value_clip is not None else torch.zeros_like(mask)

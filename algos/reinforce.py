@@ -4,6 +4,8 @@
     L   = −agg_t A_i · log π_θ(o_{i,t} | q, o_{i,<t})
 
 log π(o|q) = Σ_t log π(o_t|…), so the default ``seq-mean-token-sum`` is the exact policy gradient.
+The baseline is the ``reinforce`` advantage estimator (``algos/advantages.py``); any other can be
+named with ``advantage``.
 On-policy: one pass over each rollout (at ratio 1 the clipped PPO loss has this same gradient).
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Literal
 from torch import Tensor
 
 from ..config import AlgoConfig, check
-from . import core
+from . import advantages, core
 from .base import Algorithm, check_groups, require, to_metrics, validate_choice
 from .rollout import Rollout
 
@@ -26,10 +28,11 @@ class REINFORCEConfig(AlgoConfig):
     name: str = "reinforce"
     group_size: int = 1
     """Completions per prompt (the ``group`` baseline needs at least 2)."""
+    advantage: str = "reinforce"
+    """Advantage estimator by name (``rftgym plugins`` lists them); ``reinforce`` is R − b."""
     baseline: Literal["batch", "group", "none"] = "batch"
     """b: the batch's mean reward, the prompt's group mean, or none (high variance)."""
-    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = \
-        "seq-mean-token-sum"
+    loss_agg: core.AggMode = "seq-mean-token-sum"
     """``seq-mean-token-sum`` weights each sequence's whole log-likelihood (the textbook estimator)."""
 
     def validate(self) -> None:
@@ -50,16 +53,11 @@ class REINFORCE(Algorithm):
     config: REINFORCEConfig
 
     def advantages(self, rollout: Rollout) -> None:
-        rewards = rollout.rewards
-        if self.config.baseline == "group":
-            check_groups(rollout, self.group_size)
-            adv = core.group_advantages(rewards, self.group_size, scale="none")    # R_i − mean(group)
-        elif self.config.baseline == "batch":
-            adv = rewards - rewards.mean()
-        else:
-            adv = rewards
+        """Ψ_i = R_i − b from the configured estimator, broadcast to every token of o_i."""
+        check_groups(rollout, self.group_size)
         mask = rollout.completion_mask.to(rollout.old_logp.dtype)
-        rollout.advantages = adv.to(mask)[:, None] * mask                          # [N, T]
+        inputs = {"group_size": self.group_size, **vars(self.config)}
+        rollout.advantages = advantages.estimate(self.estimator, rollout.rewards, mask, inputs)   # [N, T]
 
     def loss(self, mb: Rollout, logp: Tensor, entropy: Tensor | None = None,
              values: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
@@ -68,6 +66,5 @@ class REINFORCE(Algorithm):
         per_token = -mb.advantages * logp                                          # −A·log π
         loss = core.aggregate(per_token, mask, self.config.loss_agg, num_tokens=mb.norm_tokens,
                               num_seqs=mb.norm_seqs, max_len=mb.norm_len)
-        extra = {} if entropy is None else {"entropy": core.masked_mean(entropy.detach(), mask)}
         local = core.aggregate(per_token.detach(), mask, self.config.loss_agg)   # local mean, see grpo.py
-        return loss, to_metrics(**{"loss/policy": local}, logp_mean=core.masked_mean(logp.detach(), mask), **extra)
+        return loss, to_metrics(**{"loss/policy": local}, logp_mean=core.masked_mean(logp.detach(), mask))

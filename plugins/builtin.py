@@ -26,6 +26,14 @@ def rftgym_register_algorithms(register: Callable[..., Any]) -> None:
 
 
 @hookimpl
+def rftgym_register_advantages(register: Callable[..., Any]) -> None:
+    from ..algos.catalog import BUILTIN_ADVANTAGES
+
+    for name, ref in BUILTIN_ADVANTAGES.items():
+        register(name, ref)
+
+
+@hookimpl
 def rftgym_register_envs(register: Callable[..., Any]) -> None:
     from ..envs.catalog import register_builtin_envs
 

@@ -1,4 +1,4 @@
-"""The three hooks a plugin may implement. Each receives a ``register`` callback.
+"""The four hooks a plugin may implement. Each receives a ``register`` callback.
 
 A plugin is any module or object with functions marked ``@rftgym.hookimpl``::
 
@@ -34,6 +34,16 @@ def rftgym_register_rewards(register: Callable[..., Any]) -> None:
 def rftgym_register_algorithms(register: Callable[..., Any]) -> None:
     """Register algorithms: ``register(name, cls)`` with ``cls`` a subclass of
     :class:`rftgym.algos.base.Algorithm` (its ``Config`` dataclass holds the hyper-parameters)."""
+
+
+@hookspec
+def rftgym_register_advantages(register: Callable[..., Any]) -> None:
+    """Register advantage estimators: ``register(name, fn)``, chosen with ``algo.advantage: name``.
+
+    ``fn(rewards [N], mask [N, T], *, group_size, ...) -> Tensor`` ([N] per sequence or [N, T]
+    per token); its other keyword parameters are filled from the algorithm config keys of the
+    same name (see :mod:`rftgym.algos.advantages`).
+    """
 
 
 @hookspec

@@ -23,7 +23,8 @@ from ..errors import PluginError
 from . import hookspecs
 from .registry import Registry
 
-HOOKS = ("rftgym_register_rewards", "rftgym_register_algorithms", "rftgym_register_envs")
+HOOKS = ("rftgym_register_rewards", "rftgym_register_algorithms", "rftgym_register_advantages",
+         "rftgym_register_envs")
 ENTRY_POINT_GROUP = "rftgym"
 ALLOW_ENV = "RFTGYM_LOAD_PLUGINS"
 STRICT_ENV = "RFTGYM_STRICT_PLUGINS"
@@ -41,6 +42,7 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     rewards: list[str] = field(default_factory=list)
     algorithms: list[str] = field(default_factory=list)
+    advantages: list[str] = field(default_factory=list)
     envs: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -71,13 +73,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 class PluginManager:
-    """Owns the pluggy manager and the three registries (rewards, algorithms, envs)."""
+    """Owns the pluggy manager and the registries (rewards, algorithms, advantage estimators, envs)."""
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.rewards = Registry("reward")
         self.algorithms = Registry("algorithm")
+        self.advantages = Registry("advantage estimator")
         self.envs = Registry("env")
         self.plugins: dict[str, PluginInfo] = {}
         self.strict = False  # set True to make failures errors; RFTGYM_STRICT_PLUGINS is read at load time
@@ -92,6 +95,8 @@ class PluginManager:
             return lambda name, obj: self.rewards.add(name, obj, owner)
         if hook == "rftgym_register_algorithms":
             return lambda name, cls: self.algorithms.add(name, cls, owner)
+        if hook == "rftgym_register_advantages":
+            return lambda name, fn: self.advantages.add(name, fn, owner)
 
         def register_env(id: str, entry_point: Any = None, **kwargs: Any) -> None:
             import gymnasium
@@ -107,7 +112,7 @@ class PluginManager:
 
     def _forget(self, owner: str) -> None:
         """Drop every name ``owner`` registered, including its env ids in Gymnasium's registry."""
-        for registry in (self.rewards, self.algorithms, self.envs):
+        for registry in (self.rewards, self.algorithms, self.advantages, self.envs):
             registry.remove_owner(owner)
         self.unregister_gym_ids(owner)
 
@@ -157,6 +162,7 @@ class PluginManager:
                 traceback.print_exc()
         info.rewards = self.rewards.names(name)
         info.algorithms = self.algorithms.names(name)
+        info.advantages = self.advantages.names(name)
         info.envs = self.envs.names(name)
         self.plugins[name] = info
         return info
@@ -266,13 +272,15 @@ class PluginManager:
             return info
 
     def register_in_process(self, kind: str, name: str, obj: Any) -> None:
-        """``rftgym.register_reward`` / ``register_algorithm``: same registry, same duplicate rule."""
+        """``rftgym.register_reward`` / ``register_algorithm`` / ``register_advantage``: same
+        registry, same duplicate rule."""
         self.load_builtins()
-        registry = {"reward": self.rewards, "algorithm": self.algorithms}[kind]
+        registry = {"reward": self.rewards, "algorithm": self.algorithms, "advantage": self.advantages}[kind]
         registry.add(name, obj, IN_PROCESS)
         info = self.plugins.setdefault(IN_PROCESS, PluginInfo(name=IN_PROCESS, source="in-process"))
         info.rewards = self.rewards.names(IN_PROCESS)
         info.algorithms = self.algorithms.names(IN_PROCESS)
+        info.advantages = self.advantages.names(IN_PROCESS)
 
     def lookup(self, registry: Registry, name: str) -> Any:
         """Get ``name``; if unknown, load third-party plugins once and retry."""

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG_MD = ROOT / "docs" / "config.md"
 ALGORITHMS_MD = ROOT / "docs" / "algorithms.md"
 BEGIN, END = "<!-- BEGIN GENERATED -->", "<!-- END GENERATED -->"
-BASE_ALGOS = ("grpo", "ppo", "rloo", "reinforce")  # presets of grpo get a "differs from grpo" table
+BASE_ALGOS = ("grpo", "ppo", "reinforce")  # presets of grpo (rloo among them) get a "differs from grpo" table
 
 
 def field_docs(cls: type) -> dict[str, str]:

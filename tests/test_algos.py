@@ -8,13 +8,16 @@ import torch
 
 import rftgym
 from rftgym.algos import core
-from rftgym.algos.base import check_finite
 from rftgym.algos.grpo import GRPO, GRPOConfig
 from rftgym.algos.ppo import PPO
 from rftgym.algos.reinforce import REINFORCE
-from rftgym.algos.rloo import RLOO, leave_one_out_advantages
+from rftgym.algos.grpo import RLOO
 from rftgym.algos.rollout import Rollout
 from rftgym.config import ConfigError, algo_config_from_dict
+
+
+def all_finite(metrics):
+    return all(math.isfinite(v) for v in metrics.values())
 
 
 def make_rollout(n=8, p=3, t=5, seed=0, vocab=32, rewards=None, group_size=4):
@@ -118,12 +121,6 @@ def test_config_error_lists_accepted_values():
     assert "seq-mean-token-sum-norm" in str(err.value)
 
 
-def test_check_finite_names_the_term():
-    assert check_finite({"loss/policy": torch.tensor(1.0), "loss/kl": 0.5}) is None
-    assert check_finite({"loss/policy": torch.tensor(1.0), "loss/kl": torch.tensor(float("nan"))}) == "loss/kl"
-    assert check_finite({"loss/value": float("inf")}) == "loss/value"
-
-
 # ---------------------------------------------------------------------------------------------
 # Advantages
 # ---------------------------------------------------------------------------------------------
@@ -145,7 +142,7 @@ def test_grpo_advantages_and_dynamic_sampling():
 def test_rloo_and_reinforce_advantages():
     r = torch.tensor([1.0, 0.0, 0.0, 0.0])
     # A_0 = 1 − 0 = 1; A_j = 0 − 1/3 for the others
-    assert leave_one_out_advantages(r, 4).tolist() == pytest.approx([1.0, -1 / 3, -1 / 3, -1 / 3])
+    assert core.leave_one_out_advantages(r, 4).tolist() == pytest.approx([1.0, -1 / 3, -1 / 3, -1 / 3])
     ro = make_rollout(rewards=[1, 0, 0, 0, 1, 1, 1, 0])
     RLOO().advantages(ro)
     assert ro.advantages[0, 0].item() == pytest.approx(1.0)
@@ -224,7 +221,7 @@ def test_loss_of_micro_batches_sums_to_the_full_batch(name):
     torch.testing.assert_close(g_sum, g_full)
     if algo.config.loss_agg != "token-mean":   # loss/* metrics are local means: weighting by sequences recovers them
         assert weighted == pytest.approx(metrics["loss/policy"], abs=1e-6)
-    assert check_finite(metrics) is None and "loss/policy" in metrics
+    assert all_finite(metrics) and "loss/policy" in metrics
 
 
 def test_nonfinite_term_is_named():
@@ -235,7 +232,7 @@ def test_nonfinite_term_is_named():
     algo.advantages(ro)
     loss, metrics = algo.loss(ro, ro.old_logp.clone().requires_grad_(True))
     assert not torch.isfinite(loss)
-    assert check_finite({k: v for k, v in metrics.items() if k.startswith("loss/")}) == "loss/kl"
+    assert [k for k, v in metrics.items() if k.startswith("loss/") and not math.isfinite(v)] == ["loss/kl"]
 
 
 def test_gspo_uses_one_ratio_per_sequence():
@@ -286,7 +283,7 @@ def _train(algo, model, ro, critic=None, steps=8, lr=3e-3):
         logp, ent, hidden = completion_logp(model, ro)
         values = critic(hidden.detach()).squeeze(-1) if critic is not None else None
         loss, metrics = algo.loss(ro, logp, ent, values)
-        assert check_finite(metrics) is None
+        assert all_finite(metrics)
         opt.zero_grad()
         loss.backward()
         opt.step()

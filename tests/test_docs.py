@@ -150,10 +150,10 @@ def test_plugin_guide_examples_load_and_work(tmp_path, monkeypatch):
 
     monkeypatch.setenv("RFTGYM_LOAD_PLUGINS", "")
     blocks = python_blocks(DOCS / "plugins.md")
-    assert set(blocks) == {"my_rewards.py", "my_algo.py"}
+    assert set(blocks) == {"my_rewards.py", "my_algo.py", "my_advantage.py"}
     for name, code in blocks.items():
         (tmp_path / name).write_text(code)
-    rftgym.load_plugins([str(tmp_path / "my_rewards.py"), str(tmp_path / "my_algo.py")])
+    rftgym.load_plugins([str(tmp_path / name) for name in blocks])
 
     assert rftgym.get_reward("contains_answer")(["q"], ["it is 42", "41"], answer=["42", "42"]) == [1.0, 0.0]
     assert rftgym.get_reward("brevity", scale=20)(["q"], ["a" * 20]) == [0.5]
@@ -172,6 +172,11 @@ def test_plugin_guide_examples_load_and_work(tmp_path, monkeypatch):
     loss.backward()
     assert loss.item() == pytest.approx(0.0) and "loss/policy" in metrics  # ratio 1: −mean(Â) = 0
     assert logp.grad.abs().sum() > 0
+
+    # the estimator alone, used by name under GRPO's loss: group 1 mean 0.5 → ±1, group 2 constant → 0
+    grpo = rftgym.get_algorithm("grpo")({"group_size": 2, "advantage": "max_rl"})
+    grpo.advantages(rollout)
+    assert rollout.advantages[:, 0].tolist() == pytest.approx([1.0, -1.0, 0.0, 0.0], abs=1e-3)
 
 
 # -- example configs -------------------------------------------------------------------------

@@ -68,11 +68,13 @@ def test_builtins_are_registered_through_the_hooks():
     manager.load_builtins()
     info = manager.plugins[BUILTIN]
     assert info.source == "builtin" and info.error is None and info.version == rftgym.__version__
-    assert set(info.hooks) == {"rftgym_register_rewards", "rftgym_register_algorithms", "rftgym_register_envs"}
+    assert set(info.hooks) == {"rftgym_register_rewards", "rftgym_register_algorithms",
+                               "rftgym_register_advantages", "rftgym_register_envs"}
     # The hookimpls pluggy knows about are the built-in module's: no second registration path.
     assert [i.plugin_name for i in manager.pm.hook.rftgym_register_rewards.get_hookimpls()] == [BUILTIN]
     assert set(info.rewards) == set(BUILTIN_REWARDS) >= {"math", "exact_match", "format", "length", "reward_model"}
     assert set(info.algorithms) == set(BUILTIN_ALGORITHMS) >= {"grpo", "ppo", "rloo", "reinforce"}
+    assert set(info.advantages) == {"grpo", "rloo", "reinforce", "gae"}
     assert "rftgym/Arithmetic-v0" in info.envs and all(i in gymnasium.envs.registry for i in info.envs)
     assert manager.rewards.owner("math") == BUILTIN
 
@@ -89,6 +91,7 @@ def test_plugins_json_cli_lists_builtins(run_cli):
     assert set(builtin["rewards"]) >= {"exact_match", "format", "length", "math", "reward_model"}
     assert builtin["algorithms"] == sorted(BUILTIN_ALGORITHMS)
     assert set(builtin["algorithms"]) >= {"grpo", "ppo", "reinforce", "rloo"}
+    assert builtin["advantages"] == ["gae", "grpo", "reinforce", "rloo"]
     assert "rftgym/Arithmetic-v0" in builtin["envs"]
 
 
