@@ -8,6 +8,7 @@ Nothing of the completion is ever evaluated in this process.
 """
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import queue
@@ -37,6 +38,18 @@ def extract_code(text: str) -> str:
         return text
     python = [body for lang, body in blocks if lang.lower() in ("python", "py", "python3")]
     return (python or [body for _, body in blocks])[-1]
+
+
+def _parses(code: str) -> bool:
+    """Whether ``code`` is syntactically valid Python. ``ast.parse`` only parses (it runs
+    nothing); input too deep for the parser is left to the sandbox to judge."""
+    try:
+        ast.parse(code)
+    except SyntaxError:
+        return False
+    except (RecursionError, MemoryError, ValueError):
+        return True
+    return True
 
 
 def _default_workers() -> int:
@@ -109,6 +122,7 @@ class CodeReward:
         tests_values = columns[self.tests_column]
         entry_points = columns.get(self.entry_point_column) or [None] * len(completions)
         futures: list[Any] = []
+        seen: dict[tuple[str, str, str | None], Any] = {}  # GRPO groups repeat completions: run each once
         for completion, tests, entry in zip(completions, tests_values, entry_points):
             if tests is None:
                 futures.append(None)
@@ -120,7 +134,13 @@ class CodeReward:
                 futures.append(RunResult(status="error: no code" if not code.strip() else "error: not run"))
                 continue
             entry = entry if isinstance(entry, str) and entry.isidentifier() else None
-            futures.append(self._executor.submit(self._run, code, str(tests), entry))  # type: ignore[union-attr]
+            if not _parses(code):  # a syntax error fails every test: no process needed
+                futures.append(RunResult(status="error: code does not parse"))
+                continue
+            key = (code, str(tests), entry)
+            if key not in seen:
+                seen[key] = self._executor.submit(self._run, code, str(tests), entry)  # type: ignore[union-attr]
+            futures.append(seen[key])
         results = [f if f is None or isinstance(f, RunResult) else f.result() for f in futures]
         self.last_results = results
         return [None if r is None else self._score(r) for r in results]

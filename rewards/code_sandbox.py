@@ -9,7 +9,8 @@ What one run does (docs/security.md has the threat model):
 - isolation probed once (:func:`isolation`): ``unshare`` with new network, PID and mount
   namespaces (plus a user namespace when not root), falling back to fewer namespaces, then
   none. With a PID namespace, killing the run kills every process it started, even ones that
-  called ``setsid``. As root the harness also drops to a per-slot uid (``BASE_UID + slot``),
+  called ``setsid``. As root the harness also drops to a uid of its own (``BASE_UID + k``, held
+  by a lock file while the program runs, so concurrent runs and processes never share one),
   so ``RLIMIT_NPROC`` applies (root ignores it), root's files are out of reach, and every
   leftover process of that uid can be killed;
 - a wall-clock deadline after which the whole process group is killed (``start_new_session``
@@ -32,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HARNESS = str(Path(__file__).with_name("code_harness.py"))
-BASE_UID = 61000  # per-slot uids for root parents: BASE_UID + slot (need not exist in /etc/passwd)
+BASE_UID = 61000  # sandbox uids for root parents: BASE_UID .. +4095, one per running program (no passwd entry needed)
 _RESULT_CAP = 1 << 20  # bytes of verdict lines read back; a flood beyond is ignored
 
 
@@ -98,7 +99,10 @@ def run_program(code: str, tests: str, entry_point: str | None, limits: SandboxL
     """Run ``code`` then ``tests`` in a sandboxed child; never raises for anything the code does."""
     start = time.monotonic()
     name, prefix, private_tmp = isolation()
-    uid = BASE_UID + slot if os.geteuid() == 0 else None
+    try:
+        uid, uid_lock = _claim_uid(slot) if os.geteuid() == 0 else (None, -1)
+    except OSError as exc:
+        return RunResult(status=f"error: sandbox {exc}")
     workdir = tempfile.mkdtemp(prefix="rftgym-code-")
     nonce = secrets.token_hex(16)
     result = RunResult()
@@ -137,9 +141,32 @@ def run_program(code: str, tests: str, entry_point: str | None, limits: SandboxL
                 os.close(fd)
         if uid is not None:
             kill_uid(uid)
+            os.close(uid_lock)  # releases the uid for the next run, here or in another process
         _remove(workdir)
     result.seconds = time.monotonic() - start
     return result
+
+
+_UID_RANGE = 4096
+_UID_LOCKS = os.path.join(tempfile.gettempdir(), "rftgym-sandbox-uids")
+
+
+def _claim_uid(slot: int) -> tuple[int, int]:
+    """A sandbox uid no other run (in this or any other rftgym process) is using, held by an
+    ``flock`` until the returned fd is closed; ``kill_uid`` then cannot hit another run."""
+    import fcntl
+
+    os.makedirs(_UID_LOCKS, mode=0o700, exist_ok=True)
+    for k in range(_UID_RANGE):
+        uid = BASE_UID + (slot + k) % _UID_RANGE
+        fd = os.open(os.path.join(_UID_LOCKS, str(uid)), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        return uid, fd
+    raise OSError("no free sandbox uid")
 
 
 def _collect(proc: subprocess.Popen, fd: int, deadline: float) -> tuple[list[bytes], bool]:

@@ -97,7 +97,7 @@ def test_hostile_batch_scores_zero_and_leaves_nothing(monkeypatch, tmp_path):
                     state = open(f"/proc/{entry}/stat", "rb").read().rpartition(b")")[2].split()[0]
                 except (OSError, IndexError):
                     continue
-                assert state == b"Z" or not BASE_UID <= uid < BASE_UID + 64, f"process {entry} left behind"
+                assert state == b"Z" or not BASE_UID <= uid < BASE_UID + 4096, f"process {entry} left behind"
     assert reward(["p"], [GOOD], tests=[TESTS]) == [1.0]  # the caller carries on
 
 
