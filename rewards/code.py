@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import logging
-import os
 import queue
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from typing import Any, Sequence
 from ..errors import ConfigError, RftgymError
 from .code_sandbox import RunResult, SandboxLimits, isolation, run_program
 from .format import completion_text
+from .math_pool import default_workers
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +53,8 @@ def _parses(code: str) -> bool:
 
 
 def _default_workers() -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
     # Programs mostly wait (timeouts, start-up), so twice the cores keeps the CPUs busy.
-    return max(2, min(2 * cpus, 16))
+    return max(2, min(2 * default_workers(), 16))
 
 
 class CodeReward:

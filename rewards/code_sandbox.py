@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 HARNESS = str(Path(__file__).with_name("code_harness.py"))
@@ -61,7 +61,6 @@ class RunResult:
     status: str = "ok"  # ok | timeout | error: ... | crashed
     output: str = ""
     seconds: float = 0.0
-    details: list[str] = field(default_factory=list)
 
 
 @functools.lru_cache(maxsize=None)
@@ -98,7 +97,7 @@ def _clean_env(home: str) -> dict[str, str]:
 def run_program(code: str, tests: str, entry_point: str | None, limits: SandboxLimits, slot: int = 0) -> RunResult:
     """Run ``code`` then ``tests`` in a sandboxed child; never raises for anything the code does."""
     start = time.monotonic()
-    name, prefix, private_tmp = isolation()
+    _, prefix, private_tmp = isolation()
     try:
         uid, uid_lock = _claim_uid(slot) if os.geteuid() == 0 else (None, -1)
     except OSError as exc:
