@@ -13,6 +13,8 @@ VECTOR = "rftgym.envs.vector:PromptBanditVectorEnv"
 BUILTIN_ENVS: dict[str, dict[str, Any]] = {
     "rftgym/Arithmetic-v0": {"task": "arithmetic"},
     "rftgym/Countdown-v0": {"task": "countdown"},
+    "rftgym/PythonTests-v0": {"task": "python_tests"},
+    "rftgym/ReasoningGym-v0": {"task": "reasoning_gym"},
     # data comes from the user's kwargs (dataset=, path=, data_files=); made without it: TypeError
     "rftgym/PromptDataset-v0": {"env_id": "rftgym/PromptDataset-v0"},
     "rftgym/GSM8K-v0": {"preset": "gsm8k", "env_id": "rftgym/GSM8K-v0"},

@@ -21,6 +21,8 @@ ORDERS = ("random", "sequential")
 TASKS = {  # name -> (task class reference, default reward, checker used by check="auto")
     "arithmetic": ("rftgym.envs.tasks.arithmetic:ArithmeticTask", "math", "math"),
     "countdown": ("rftgym.envs.tasks.countdown:CountdownTask", "countdown", "countdown"),
+    "python_tests": ("rftgym.envs.tasks.python_tests:PythonTestsTask", "code", "code"),
+    "reasoning_gym": ("rftgym.envs.tasks.reasoning_gym:ReasoningGymTask", "reasoning_gym", "reasoning_gym"),
 }
 
 

@@ -7,4 +7,6 @@ BUILTIN_REWARDS: dict[str, str] = {
     "length": "rftgym.rewards.format:LengthReward",
     "reward_model": "rftgym.rewards.reward_model:RewardModelReward",
     "countdown": "rftgym.envs.tasks.countdown:CountdownReward",
+    "code": "rftgym.rewards.code:CodeReward",
+    "reasoning_gym": "rftgym.rewards.reasoning_gym:ReasoningGymReward",
 }

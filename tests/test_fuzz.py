@@ -237,6 +237,19 @@ def _calls(path: Path):
             yield node, owner, name
 
 
+SAFE_MARK_ALLOWED = {"rewards/code_harness.py"}  # runs only as the sandboxed child interpreter
+
+
+def _marked_safe(path: Path, node) -> bool:
+    line = path.read_text(encoding="utf-8").splitlines()[node.lineno - 1]
+    return "# safe:" in line and path.relative_to(PACKAGE).as_posix() in SAFE_MARK_ALLOWED
+
+
+def test_only_the_sandbox_harness_may_mark_evaluation_safe():
+    marked = [p.relative_to(PACKAGE).as_posix() for p in _sources() if "# safe:" in p.read_text(encoding="utf-8")]
+    assert set(marked) <= SAFE_MARK_ALLOWED, marked
+
+
 def test_no_source_evaluates_strings_or_unpickles():
     import ast
 
@@ -247,6 +260,8 @@ def test_no_source_evaluates_strings_or_unpickles():
             bare = isinstance(node.func, ast.Name) or owner == "builtins"
             # model.eval(), re.compile(), torch.compile() are methods, not Python's eval/compile
             if name in FORBIDDEN_CALLS and (bare or name not in ("eval", "exec", "compile", "__import__")):
+                if _marked_safe(path, node):  # the code reward's sandboxed child, and nothing else
+                    continue
                 found.append(f"{where}: {owner + '.' if owner else ''}{name}()")
             if owner in ("pickle", "marshal", "dill") and name in ("load", "loads"):
                 found.append(f"{where}: {owner}.{name}()")
