@@ -14,6 +14,8 @@ import inspect
 import threading
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
+from ..plugins.manager import get_manager
+
 
 @runtime_checkable
 class RewardFn(Protocol):
@@ -118,3 +120,13 @@ def _check_unknown(name: str, params: list, options: dict[str, Any]) -> None:
             hint = closest(key, accepted)
             did = f"; did you mean {hint!r}?" if hint else ""
             raise ConfigError(f"reward {name!r} has no option {key!r}{did} accepted: {', '.join(accepted) or '(none)'}")
+
+
+def reward_by_name(name: str, **options: Any) -> Reward:
+    """A ready :class:`Reward` for the registered ``name`` (``rftgym.get_reward`` is this).
+
+    The look-up goes down to the plugin registry, never up to ``api`` or the runner: a leaf that
+    is given a bare name (``RewardPipeline(["math"])``) resolves it here.
+    """
+    manager = get_manager()
+    return Reward(name, manager.lookup(manager.rewards, name), options)

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..devices import resolve_device
 from ..errors import RftgymError
 
 log = logging.getLogger("rftgym.rewards")
@@ -186,8 +187,6 @@ class RewardModelReward:
             return
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        from ..runner.device import resolve_device
 
         check_classifier_path(self.path)
         self.device = resolve_device(self.device_name)

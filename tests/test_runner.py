@@ -198,7 +198,8 @@ def test_out_of_memory_is_one_clear_error_naming_the_step(assets, tmp_path, monk
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
 
     monkeypatch.setattr(policy, "completion_logprobs", oom)
-    monkeypatch.setattr("rftgym.runner.trainer.completion_logprobs", oom)
+    monkeypatch.setattr("rftgym.runner.update.completion_logprobs", oom)
+    monkeypatch.setattr("rftgym.runner.collect.completion_logprobs", oom)
     model_dir, data = assets
     with pytest.raises(RftgymError, match=r"out of memory at step 1 on cpu: .*micro_batch_size"):
         rftgym.train(run_config(model_dir, data, tmp_path / "run", **{"eval.every": 0}))
