@@ -3,7 +3,8 @@
 ``rftgym.get_reward("reward_model", path=DIR)`` loads an ``AutoModelForSequenceClassification``
 with one label (e.g. ``rftgym train-rm``'s ``final/``) and scores ``prompt + completion`` text.
 The text helpers here (:func:`pair_text`, :func:`ensure_pad_token`) are shared with the trainer
-(``rewards/reward_model_train.py``) so that training and scoring see exactly the same strings.
+(``runner/train_rm.py``, which imports them from here) so that training and scoring see exactly
+the same strings.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ..config import AlgoConfig, RunConfig, build_config
+from ..config import AlgoConfig, RewardConfig, RunConfig, build_config, from_dict
 from ..envs.registry import ensure_env, make_vec
 from ..plugins.manager import get_manager
 from ..rewards.base import Reward, reward_by_name
@@ -66,6 +66,14 @@ def resolve_config(base: Any = None, overrides: list[str] | None = None,
 def resolve_rewards(config: RunConfig) -> list[tuple[str, Reward, float, float | None]]:
     """``(name, Reward, weight, timeout)`` for each configured reward; nothing is set up yet."""
     return [(r.name, reward_by_name(r.name, **r.options), r.weight, r.timeout) for r in config.rewards]
+
+
+def pipeline_from_specs(specs: list[dict[str, Any]], **kwargs: Any) -> RewardPipeline:
+    """A pipeline from ``{"name", "weight", "options", "timeout"}`` items (``rftgym eval``'s
+    ``--reward``), each name resolved here; nothing is set up yet."""
+    configs = [from_dict(RewardConfig, dict(spec), f"rewards[{i}]") for i, spec in enumerate(specs)]
+    return RewardPipeline([(r.name, reward_by_name(r.name, **r.options), r.weight, r.timeout) for r in configs],
+                          **kwargs)
 
 
 def build_pipeline(config: RunConfig) -> RewardPipeline:
