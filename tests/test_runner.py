@@ -93,6 +93,8 @@ def test_reference_and_critic_forwards_run_while_the_rewards_are_scored(assets, 
     rows = _train_lines(read_jsonl(tmp_path / "run" / "metrics.jsonl"))
     assert seen and all(keys == ["ref_logp", "values"] for keys in seen)   # PPO: one rollout, several steps
     assert len(rows) == 3 and all(r["reward/total/mean"] == 1.0 for r in rows)
+    # throughput is the rollout's tokens over its collection and all of its updates: one value
+    assert len({r["tokens_per_s"] for r in rows}) == 1
 
 
 def test_env_without_async_scoring_or_with_its_own_step_is_stepped(monkeypatch):
