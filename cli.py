@@ -10,6 +10,9 @@ from typing import Any, Sequence
 from . import __version__
 from .errors import RftgymError
 
+# Each command imports what it runs inside itself: torch and transformers (under runner/) load
+# only for the commands that need them, so ``--help``, ``plugins`` and ``plot`` stay quick.
+
 DEBUG_ENV = "RFTGYM_DEBUG"
 
 

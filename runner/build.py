@@ -177,7 +177,7 @@ def build_models(config: RunConfig, algorithm: Any, device: Any) -> Models:
     if algorithm.needs_reference:
         models.reference = copy.deepcopy(model).eval().requires_grad_(False)
     if algorithm.needs_critic:
-        from .critic import ValueModel
+        from .critic import ValueModel  # deferred, as above: torch and transformers
 
         critic = (ValueModel.from_pretrained(config.model.critic, trust_remote_code=config.model.trust_remote_code)
                   if config.model.critic else ValueModel.from_causal_lm(model))

@@ -7,6 +7,9 @@ from typing import Any
 import numpy as np
 
 from ..config import ModelConfig
+from . import build
+from .device import configure_threads, resolve_device
+from .models import load_policy
 from .policy import Policy
 
 
@@ -49,10 +52,6 @@ def evaluate_model(model: str, env_id: str, rewards: list[dict[str, Any]], num_p
     The reward names and the env id are resolved (and rejected with the closest name) by the
     composition root before the model loads.
     """
-    from . import build
-    from .device import configure_threads, resolve_device
-    from .models import load_policy
-
     pipeline = build.pipeline_from_specs(rewards)
     try:
         build.ensure_env(env_id)

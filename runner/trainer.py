@@ -26,6 +26,7 @@ from .collect import Collection, _scores_async  # noqa: F401  (_scores_async: te
 from .device import autocast_dtype, configure_threads, peak_rss_gb, resolve_device, seed_everything
 from .distributed import DistInfo, any_rank, init_distributed, reduce_metrics, shutdown, write_debug_digest
 from .evaluate import evaluate
+from .parallel import wrap_model
 from .policy import Policy
 from .resume import Checkpoints
 from .run_dir import RunDirectory
@@ -108,8 +109,6 @@ class Trainer(RunDirectory, Collection, Update, Checkpoints):
             torch.backends.cudnn.allow_tf32 = True
         self.train_model, self.train_critic = self.model, self.critic
         if self.dist.enabled:
-            from .parallel import wrap_model
-
             self.train_model = wrap_model(self.model, self.device, cfg.train.distributed)
             if self.critic is not None:
                 self.train_critic = wrap_model(self.critic, self.device, cfg.train.distributed)
