@@ -15,7 +15,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ..config import AlgoConfig, RewardConfig, RunConfig, build_config, from_dict
+from ..config import AlgoConfig, RewardConfig, RunConfig, algo_config_from_dict, build_config, from_dict, to_dict
 from ..envs.registry import ensure_env, make_vec
 from ..plugins.manager import get_manager
 from ..rewards.base import Reward, reward_by_name
@@ -195,6 +195,15 @@ def _disable_dropout(module: Any) -> None:
 
 
 def build_algorithm(config: RunConfig) -> Any:
-    """The algorithm object of ``config.algo``."""
-    return algorithm_class(config.algo.name)(config.algo)
+    """The algorithm object of ``config.algo``.
+
+    A section built as data only (a bare AlgoConfig, no resolver) is rebuilt as the
+    algorithm's own Config here, so its defaults and range checks apply.
+    """
+    cls = algorithm_class(config.algo.name)
+    config_cls = getattr(cls, "Config", AlgoConfig)
+    if not isinstance(config.algo, config_cls):
+        config.algo = algo_config_from_dict(to_dict(config.algo), config_cls=config_cls)
+        config.algo.validate()
+    return cls(config.algo)
 

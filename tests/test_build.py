@@ -123,3 +123,13 @@ def test_the_env_keeps_its_system_prompt_for_the_policy():
         assert env.system_prompt == "Answer with a number."
     finally:
         env.close()
+
+
+def test_a_data_only_algo_section_becomes_the_algorithms_own_config():
+    from rftgym.config import AlgoConfig
+
+    config = RunConfig()
+    config.algo = AlgoConfig(name="grpo", group_size=3)
+    algorithm = build.build_algorithm(config)
+    assert type(config.algo).__name__ == "GRPOConfig" and config.algo.group_size == 3
+    assert algorithm.group_size == 3
