@@ -17,6 +17,8 @@ from .api import (  # noqa: E402
     register_reward,
 )
 from .plugins.manager import get_manager as _get_manager  # noqa: E402
+from .config import install_resolver as _install_resolver  # noqa: E402
+from .runner.build import ROOT_NAMES as _ROOT_NAMES  # noqa: E402
 
 
 def train(config):
@@ -30,6 +32,8 @@ def train(config):
 
 
 _get_manager().load_builtins()
+# The composition root resolves the names configs use; config itself imports nothing above it.
+_install_resolver(_ROOT_NAMES)
 
 __all__ = [
     "__version__", "hookimpl", "get_reward", "get_algorithm", "register_reward", "register_algorithm", "register_advantage",

@@ -10,6 +10,9 @@ from typing import Any, Sequence
 from . import __version__
 from .errors import RftgymError
 
+# Each command imports what it runs inside itself: torch and transformers (under runner/) load
+# only for the commands that need them, so ``--help``, ``plugins`` and ``plot`` stay quick.
+
 DEBUG_ENV = "RFTGYM_DEBUG"
 
 
@@ -117,7 +120,7 @@ def _reward_values(specs: Sequence[str]) -> list[dict[str, Any]]:
 
 def train_config_from_args(args: argparse.Namespace):
     """The validated RunConfig that ``rftgym train`` would run (no model is loaded)."""
-    from .config import build_config
+    from .runner.build import resolve_config
 
     values: dict[str, Any] = {}
     flag_keys = {"algo": "algo.name", "env": "env.id", "model": "model.name_or_path",
@@ -135,13 +138,13 @@ def train_config_from_args(args: argparse.Namespace):
         values["overwrite"] = True
     if args.quiet:
         values["logging.quiet"] = True
-    config = build_config(args.config, args.overrides, values)
+    config = resolve_config(args.config, args.overrides, values)
     config.plugins = list(dict.fromkeys([*config.plugins, *args.plugin]))
     return config
 
 
 def _load_plugins(args: argparse.Namespace) -> None:
-    from .api import load_plugins
+    from .runner.build import load_plugins
 
     load_plugins(getattr(args, "plugin", []), strict=True if getattr(args, "strict_plugins", False) else None)
 
@@ -162,7 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_train_rm(args: argparse.Namespace) -> int:
-    from .rewards.reward_model_train import train_reward_model_from_args
+    from .runner.train_rm import train_reward_model_from_args
 
     result = train_reward_model_from_args(args)
     print(json.dumps(result))

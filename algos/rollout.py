@@ -30,7 +30,11 @@ class Rollout:
     returns: Tensor | None = None       # [N, T] value targets (PPO)
     norm_tokens: float | None = None    # global completion-token count of the optimizer step
     norm_seqs: float | None = None      # global sequence count of the optimizer step
-    norm_len: int | None = None         # global padded length T (Dr. GRPO's divisor); None = this T
+    # The sampling budget (``rollout.max_new_tokens``) the runner sampled this rollout with:
+    # Dr. GRPO's constant divisor (as the paper and TRL use it), the same for every minibatch,
+    # micro-batch and rank, so the loss does not depend on how the batch is split. It belongs
+    # to the rollout, so select()/minibatches() keep it. None (a hand-built rollout): this T.
+    norm_len: int | None = None
 
     def __len__(self) -> int:
         return self.completion_ids.shape[0]
@@ -59,8 +63,10 @@ class Rollout:
     def minibatches(self, n: int, generator: torch.Generator | None = None) -> list["Rollout"]:
         """A shuffled split into ``n`` parts whose sizes differ by at most one.
 
-        Each part is one optimizer step, so its normalisers are cleared for the runner to set
-        (globally, over ranks). Groups may be split: advantages are already computed.
+        Each part is one optimizer step, so its per-step normalisers (``norm_tokens``,
+        ``norm_seqs``) are cleared for the runner to set globally, over ranks; ``norm_len``, the
+        sampling budget, is the rollout's and is kept. Groups may be split: advantages are
+        already computed.
         """
         if not 1 <= n <= len(self):
             raise ValueError(f"cannot split {len(self)} sequences into {n} minibatches")

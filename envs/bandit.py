@@ -65,13 +65,17 @@ class PromptBanditEnv(gymnasium.Env):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, *, reward: Any = None, check: Any = "auto", render_mode: str | None = None,
+    def __init__(self, *, reward: Any = None, check: Any = "auto", reward_resolver: Any = None,
+                 render_mode: str | None = None,
                  max_prompt_chars: int = MAX_CHARS, max_completion_chars: int = MAX_CHARS, **source_kwargs: Any) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.render_mode = render_mode
         self.source = build_source(**source_kwargs)
-        self.scorer = Scorer(reward, check, self.source.default_reward, self.source.checker)
+        # The system turn for whoever applies the chat template: the source does when the env
+        # has ``chat_template=True``; otherwise the runner hands it to the policy.
+        self.system_prompt: str | None = source_kwargs.get("system_prompt")
+        self.scorer = Scorer(reward, check, self.source.default_reward, self.source.checker, reward_resolver)
         self.observation_space = AnyText(max_prompt_chars)
         self.action_space = AnyText(max_completion_chars)
         self._cursor = DrawCursor(self.source, max_prompt_chars)

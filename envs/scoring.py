@@ -1,18 +1,18 @@
 """The env's scorer: one reward-pipeline call per batch, plus the ``correct`` check."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..rewards.base import reward_by_name
+from ..rewards.pipeline import RewardPipeline
 
 
-def as_pipeline(reward: Any, default: str | None) -> Any:
+def as_pipeline(reward: Any, default: str | None) -> RewardPipeline:
     """A ``RewardPipeline`` from a name, a callable, a ``(name, fn, weight)`` tuple, a list of
     specs, a pipeline, or None (the source's ``default`` reward)."""
-    from ..rewards.pipeline import RewardPipeline
-
     if isinstance(reward, RewardPipeline):
         return reward
     if reward is None:
@@ -30,11 +30,18 @@ class Scorer:
     ``check="auto"`` uses the source's checker (``math`` when rows have answers); a check that
     names a reward already in the pipeline reuses its scores instead of calling it again. A
     check value of at least 0.5 counts as correct.
+
+    Otherwise a named check is resolved with ``resolve`` (default: the plugin registry). The
+    composition root passes one resolver to the training and the evaluation env, so a check
+    reward that is not in the pipeline (``math`` when only ``format`` is trained on) is one
+    object, with one worker pool, however many envs check with it.
     """
 
-    def __init__(self, reward: Any, check: Any, default_reward: str | None, checker: str | None) -> None:
+    def __init__(self, reward: Any, check: Any, default_reward: str | None, checker: str | None,
+                 resolve: Callable[[str], Any] | None = None) -> None:
         self.pipeline = as_pipeline(reward, default_reward)
         self.check = checker if isinstance(check, str) and check == "auto" else check
+        self._resolve = resolve
         self._check_fn: Any = None
 
     def _check_values(self, result: Any, prompts: list[str], completions: list[str],
@@ -46,9 +53,7 @@ class Scorer:
         else:
             if self._check_fn is None:
                 if isinstance(self.check, str):
-                    from ..api import get_reward
-
-                    self._check_fn = get_reward(self.check)
+                    self._check_fn = (self._resolve or reward_by_name)(self.check)
                 else:
                     self._check_fn = self.check
             raw = self._check_fn(prompts=prompts, completions=completions, **columns)
@@ -65,9 +70,9 @@ class Scorer:
         return total, dict(result.per_reward), dict(result.faults), correct
 
     def close(self) -> None:
-        """Close the pipeline's rewards and the checker."""
+        """Close the pipeline's rewards and the checker (unless a resolver lent it: its owner closes it)."""
         self.pipeline.close()
-        if self._check_fn is not None and hasattr(self._check_fn, "close"):
+        if self._resolve is None and self._check_fn is not None and hasattr(self._check_fn, "close"):
             self._check_fn.close()
 
 

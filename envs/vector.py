@@ -41,7 +41,7 @@ class PromptBanditVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, num_envs: int, group_size: int = 1, *, reward: Any = None, check: Any = "auto",
-                 render_mode: str | None = None, max_prompt_chars: int = MAX_CHARS,
+                 reward_resolver: Any = None, render_mode: str | None = None, max_prompt_chars: int = MAX_CHARS,
                  max_completion_chars: int = MAX_CHARS, **source_kwargs: Any) -> None:
         if not isinstance(group_size, (int, np.integer)) or group_size < 1:
             raise ValueError(f"group_size must be a positive int, got {group_size!r}")
@@ -56,7 +56,10 @@ class PromptBanditVectorEnv(VectorEnv):
         self.num_prompts = self.num_envs // self.group_size
         self.render_mode = render_mode
         self.source = build_source(**source_kwargs)
-        self.scorer = Scorer(reward, check, self.source.default_reward, self.source.checker)
+        # The system turn for whoever applies the chat template: the source does when the env
+        # has ``chat_template=True``; otherwise the runner hands it to the policy.
+        self.system_prompt: str | None = source_kwargs.get("system_prompt")
+        self.scorer = Scorer(reward, check, self.source.default_reward, self.source.checker, reward_resolver)
         self.single_observation_space = AnyText(max_prompt_chars)
         self.single_action_space = AnyText(max_completion_chars)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)

@@ -14,6 +14,9 @@ import inspect
 import threading
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
+from ..errors import ConfigError, RftgymError, closest
+from ..plugins.manager import get_manager
+
 
 @runtime_checkable
 class RewardFn(Protocol):
@@ -41,8 +44,6 @@ class Reward:
         elif callable(target):
             _check_options(name, target, self.options, skip_first=False)
         else:
-            from ..errors import RftgymError
-
             raise RftgymError(f"reward {name!r} is not callable (got {type(target).__name__})")
 
     @property
@@ -63,8 +64,6 @@ class Reward:
     def __call__(self, prompts: Sequence[str] | None = None, completions: Sequence[str] | None = None,
                  **columns: Any) -> list[float | None]:
         if completions is None:
-            from ..errors import RftgymError
-
             raise RftgymError(f"reward {self.name!r} needs completions=[...]")
         if prompts is None:
             prompts = [""] * len(completions)
@@ -102,8 +101,6 @@ def _check_options(name: str, fn: Callable[..., Any], options: dict[str, Any], s
     required = [p.name for p in params if p.default is p.empty and p.name not in options
                 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if skip_first and required:  # a class reward: its constructor needs these now
-        from ..errors import ConfigError
-
         raise ConfigError(f"reward {name!r} needs option {required[0]!r} "
                           f"(rewards[i].options.{required[0]}); required: {', '.join(required)}")
 
@@ -113,8 +110,16 @@ def _check_unknown(name: str, params: list, options: dict[str, Any]) -> None:
                 and p.name not in {"prompts", "completions"}]
     for key in options:
         if key not in accepted:
-            from ..errors import ConfigError, closest
-
             hint = closest(key, accepted)
             did = f"; did you mean {hint!r}?" if hint else ""
             raise ConfigError(f"reward {name!r} has no option {key!r}{did} accepted: {', '.join(accepted) or '(none)'}")
+
+
+def reward_by_name(name: str, **options: Any) -> Reward:
+    """A ready :class:`Reward` for the registered ``name`` (``rftgym.get_reward`` is this).
+
+    The look-up goes down to the plugin registry, never up to ``api`` or the runner: a leaf that
+    is given a bare name (``RewardPipeline(["math"])``) resolves it here.
+    """
+    manager = get_manager()
+    return Reward(name, manager.lookup(manager.rewards, name), options)

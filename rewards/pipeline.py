@@ -24,37 +24,23 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError, RftgymError, closest
-from .base import Reward
+from .base import Reward, reward_by_name
+from .guard import RewardFault, call_reward, check_values
+from .result import TOTAL, RewardResult, metrics  # noqa: F401  (metrics: public here too)
 
 logger = logging.getLogger("rftgym.rewards")
-
-TOTAL = "total"
-"""Key of ``faults`` (and of the ``reward/total/...`` metrics) for the summed reward."""
 
 _SPEC_KEYS = ("name", "weight", "options", "timeout")
 
 
 class RewardError(RftgymError):
     """A reward failed (raised, timed out, returned the wrong length, a non-number, NaN or inf)."""
-
-
-@dataclass
-class RewardResult:
-    """One scored batch of ``N`` completions."""
-
-    total: np.ndarray
-    """float64[N]: weighted sum over non-zero-weight rewards (``fallback`` where none applied)."""
-    per_reward: dict[str, np.ndarray] = field(default_factory=dict)
-    """name -> float64[N], NaN where the reward returned ``None``."""
-    faults: dict[str, int] = field(default_factory=dict)
-    """name -> samples that used ``fallback``; ``"total"`` -> samples with no applicable reward."""
 
 
 @dataclass
@@ -65,21 +51,16 @@ class _Entry:
     timeout: float | None
 
 
-class _Fault(Exception):
-    """Internal: a reward problem, raised or warned about by the pipeline."""
-
-    def __init__(self, message: str, indices: Sequence[int]) -> None:
-        super().__init__(message)
-        self.indices = list(indices)
-
-
 class RewardPipeline:
     """Score a batch with several named, weighted rewards (one call per reward per batch).
 
     ``specs`` items may be ``(name, callable, weight)`` tuples (an optional 4th item is a
     timeout in seconds), dicts ``{"name", "weight", "options", "timeout"}``, objects with
     ``.name``/``.weight``/``.options`` (``config.RewardConfig``), bare registered names, or bare
-    callables (weight 1). Names and dicts are resolved with ``rftgym.get_reward``.
+    callables (weight 1). The composition root passes ready ``Reward`` objects; a bare name or
+    a dict is looked up in the plugin registry below this package
+    (:func:`rftgym.rewards.base.reward_by_name`, what ``rftgym.get_reward`` is), never through
+    ``api`` or the runner.
 
     ``timeout`` (seconds, default none) applies to every reward without its own. It is meant
     for in-process rewards: the call runs in a worker thread and the pipeline stops waiting
@@ -93,6 +74,7 @@ class RewardPipeline:
         self.on_error = on_error
         self.fallback = _finite(fallback, "reward fallback")
         self.timeout = _timeout(timeout, "pipeline")
+        self._frozen = False
         if isinstance(specs, (str, Mapping)) or callable(specs):
             specs = [specs]  # one reward given on its own
         self._entries: list[_Entry] = []
@@ -113,10 +95,8 @@ class RewardPipeline:
     # -- construction ---------------------------------------------------------------------
     def _resolve(self, spec: Any) -> _Entry:
         """Turn one spec into a named ``Reward`` with a weight and a timeout."""
-        from ..api import get_reward
-
         if isinstance(spec, str):
-            return _Entry(spec, get_reward(spec), 1.0, self.timeout)
+            return _Entry(spec, reward_by_name(spec), 1.0, self.timeout)
         if isinstance(spec, (tuple, list)):
             if not 2 <= len(spec) <= 4 or not isinstance(spec[0], str) or not callable(spec[1]):
                 raise ConfigError(f"reward spec {spec!r}: expected (name, callable, weight[, timeout])")
@@ -148,13 +128,11 @@ class RewardPipeline:
                           "(name, callable, weight), {'name', 'weight', 'options'}, a RewardConfig or a name")
 
     def _from_fields(self, name: Any, weight: Any, options: Any, timeout: Any) -> _Entry:
-        from ..api import get_reward
-
         if not isinstance(name, str) or not name:
             raise ConfigError(f"reward name must be a non-empty string, got {name!r}")
         if options is not None and not isinstance(options, Mapping):
             raise ConfigError(f"options of reward {name!r} must be a mapping, got {type(options).__name__}")
-        return _Entry(name, get_reward(name, **dict(options or {})),
+        return _Entry(name, reward_by_name(name, **dict(options or {})),
                       _finite(weight, f"weight of reward {name!r}"), _timeout(timeout, name))
 
     # -- public surface -------------------------------------------------------------------
@@ -175,6 +153,34 @@ class RewardPipeline:
 
     def __call__(self, prompts: Sequence[Any] | None, completions: Sequence[Any], **columns: Any) -> RewardResult:
         """Score ``completions`` (with their ``prompts`` and per-sample ``columns``) with every reward."""
+        if self._frozen:
+            states = self._states()
+            try:
+                return self._score_all(prompts, completions, columns)
+            finally:
+                for name, state in states.items():
+                    self.rewards[name].load_state_dict(state)
+        return self._score_all(prompts, completions, columns)
+
+    def _states(self) -> dict[str, Any]:
+        """name -> ``state_dict()`` of each reward that keeps state (set-up ones only)."""
+        states = {}
+        for entry in self._entries:
+            impl = entry.reward.impl  # set up now: scoring would, and its state must be the one saved
+            if callable(getattr(impl, "state_dict", None)):
+                states[entry.name] = impl.state_dict()
+        return states
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state of every reward that keeps some (what a checkpoint stores)."""
+        return self._states()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (rewards are set up first if need be)."""
+        for name, reward_state in state.items():
+            self.rewards[name].load_state_dict(reward_state)
+
+    def _score_all(self, prompts: Sequence[Any] | None, completions: Sequence[Any], columns: dict) -> RewardResult:
         completions = _as_list(completions, "completions")
         n = len(completions)
         prompts = [""] * n if prompts is None else _as_list(prompts, "prompts")
@@ -211,8 +217,21 @@ class RewardPipeline:
         """Per-reward and total mean/std plus fault counts; see :func:`metrics`."""
         return metrics(result)
 
+    def frozen(self) -> "RewardPipeline":
+        """A view for evaluation: the same reward objects (one worker pool, one loaded model),
+        but scoring through it leaves every reward's state (``state_dict``, e.g. a reward
+        model's running normalisation) as it was, and closing it closes nothing."""
+        view = object.__new__(RewardPipeline)
+        view.__dict__.update(self.__dict__)
+        view._frozen = True
+        return view
+
     def close(self) -> None:
-        """Close every reward (worker pools, models); raise the first failure after trying all."""
+        """Close every reward (worker pools, models); raise the first failure after trying all.
+
+        A :meth:`frozen` view owns nothing and closes nothing."""
+        if self._frozen:
+            return
         errors: list[str] = []
         for entry in self._entries:
             try:
@@ -249,9 +268,9 @@ class RewardPipeline:
                   **{k: list(v) for k, v in columns.items()}}
         values = np.full(n, np.nan, dtype=np.float64)
         try:
-            raw = _call(entry, kwargs)
-            problems = _convert(entry.name, raw, n, values)
-        except _Fault as fault:
+            raw = call_reward(entry.name, entry.reward, kwargs, entry.timeout)
+            problems = check_values(entry.name, raw, n, values)
+        except RewardFault as fault:
             problems = [fault]
         if not problems:
             return values, 0
@@ -262,98 +281,6 @@ class RewardPipeline:
         values[indices] = self.fallback
         logger.warning("%s; used the fallback %s for %d of %d samples", message, self.fallback, len(indices), n)
         return values, len(indices)
-
-
-def _call(entry: _Entry, kwargs: dict[str, Any]) -> Any:
-    """Call the reward, in a worker thread when it has a timeout."""
-    n = len(kwargs["completions"])
-    if entry.timeout is None:
-        try:
-            return entry.reward(**kwargs)
-        except Exception as exc:
-            raise _Fault(f"reward {entry.name!r} raised {type(exc).__name__}: {exc}", range(n)) from exc
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = entry.reward(**kwargs)
-        except BaseException as exc:  # reported to the caller's thread below
-            box["error"] = exc
-
-    # A plain daemon thread rather than a ThreadPoolExecutor: executor threads are joined at
-    # interpreter exit, so a reward stuck forever would hang shutdown. A Python thread cannot
-    # be killed: a timed-out call keeps running in the background until it returns. Rewards
-    # that can hang for real (the math checker) enforce hard limits in their own process pool.
-    worker = threading.Thread(target=run, name=f"rftgym-reward-{entry.name}", daemon=True)
-    worker.start()
-    worker.join(entry.timeout)
-    if worker.is_alive():
-        raise _Fault(f"reward {entry.name!r} timed out after {entry.timeout:g}s", range(n))
-    if "error" in box:
-        exc = box["error"]
-        raise _Fault(f"reward {entry.name!r} raised {type(exc).__name__}: {exc}", range(n)) from exc
-    return box.get("value")
-
-
-def _convert(name: str, raw: Any, n: int, out: np.ndarray) -> list[_Fault]:
-    """Fill ``out`` with the reward's values (NaN for None) and describe every bad value."""
-    if raw is None or isinstance(raw, (str, bytes, Mapping)) or not hasattr(raw, "__len__") \
-            or getattr(raw, "ndim", 1) != 1:
-        shape = getattr(raw, "shape", None)
-        got = f"{type(raw).__name__} of shape {tuple(shape)}" if shape is not None else type(raw).__name__
-        raise _Fault(f"reward {name!r} returned {got}, expected a list of {n} values", range(n))
-    if len(raw) != n:
-        raise _Fault(f"reward {name!r} returned {len(raw)} values for {n} completions", range(n))
-    non_number: list[int] = []
-    non_finite: list[int] = []
-    example = ""
-    for i, value in enumerate(raw):
-        if value is None:
-            continue
-        try:
-            if isinstance(value, (str, bytes, complex)):
-                raise TypeError
-            number = float(value)
-        except (TypeError, ValueError):
-            if not non_number:
-                example = f"{type(value).__name__} {_short(value)}"
-            non_number.append(i)
-            continue
-        if math.isfinite(number):
-            out[i] = number
-        else:
-            non_finite.append(i)
-    problems = []
-    if non_number:
-        problems.append(_Fault(f"reward {name!r} returned a non-number ({example}) for {len(non_number)} of {n} "
-                               f"samples at indices {_indices(non_number)}", non_number))
-    if non_finite:
-        problems.append(_Fault(f"reward {name!r} returned NaN/inf for {len(non_finite)} of {n} samples at "
-                               f"indices {_indices(non_finite)}", non_finite))
-    return problems
-
-
-def metrics(result: RewardResult) -> dict[str, float]:
-    """Flat metrics for a scored batch.
-
-    ``reward/<name>/mean`` and ``/std`` over the samples where the reward applied (NaN when it
-    applied to none: the keys stay the same every step for loggers with fixed columns),
-    ``reward/<name>/faults``, ``reward/total/mean|std|faults``.
-    """
-    out: dict[str, float] = {}
-    for name, values in result.per_reward.items():
-        out[f"reward/{name}/mean"], out[f"reward/{name}/std"] = _mean_std(values)
-        out[f"reward/{name}/faults"] = float(result.faults.get(name, 0))
-    out[f"reward/{TOTAL}/mean"], out[f"reward/{TOTAL}/std"] = _mean_std(result.total)
-    out[f"reward/{TOTAL}/faults"] = float(result.faults.get(TOTAL, 0))
-    return out
-
-
-def _mean_std(values: np.ndarray) -> tuple[float, float]:
-    valid = values[~np.isnan(values)]
-    if valid.size == 0:  # np.nanmean would warn "Mean of empty slice"
-        return float("nan"), float("nan")
-    return float(valid.mean()), float(valid.std())
 
 
 def _as_reward(name: str, fn: Any) -> Reward:
@@ -384,13 +311,3 @@ def _timeout(value: Any, name: str) -> float | None:
     if number <= 0:
         raise ConfigError(f"timeout of {name!r} must be positive seconds or None, got {value!r}")
     return number
-
-
-def _indices(indices: list[int], limit: int = 8) -> str:
-    shown = ", ".join(map(str, indices[:limit]))
-    return f"[{shown}{', ...' if len(indices) > limit else ''}]"
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -3,7 +3,8 @@
 ``rftgym.get_reward("reward_model", path=DIR)`` loads an ``AutoModelForSequenceClassification``
 with one label (e.g. ``rftgym train-rm``'s ``final/``) and scores ``prompt + completion`` text.
 The text helpers here (:func:`pair_text`, :func:`ensure_pad_token`) are shared with the trainer
-(``rewards/reward_model_train.py``) so that training and scoring see exactly the same strings.
+(``runner/train_rm.py``, which imports them from here) so that training and scoring see exactly
+the same strings.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..devices import resolve_device
 from ..errors import RftgymError
 
 log = logging.getLogger("rftgym.rewards")
@@ -186,8 +188,6 @@ class RewardModelReward:
             return
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        from ..runner.device import resolve_device
 
         check_classifier_path(self.path)
         self.device = resolve_device(self.device_name)

@@ -78,8 +78,13 @@ def write_main_state(path: Path, step: int, policy: torch.nn.Module, optimizer: 
     if critic is not None:
         save_model(critic, str(path / "critic.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, path / "optimizer.pt")
+    write_state_file(path, {"step": step, **state})
+
+
+def write_state_file(path: Path, state: dict[str, Any]) -> None:
+    """The JSON state, written last and synced: its presence marks a complete checkpoint."""
     with open(path / STATE_FILE, "w", encoding="utf-8") as fh:
-        json.dump({"step": step, **state}, fh, indent=1)
+        json.dump(state, fh, indent=1)
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -8,22 +8,7 @@ import sys
 import numpy as np
 import torch
 
-from ..errors import RftgymError
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → CUDA (this rank's GPU) when present, else CPU; explicit names are checked."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise RftgymError(f"device {name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RftgymError(f"device {name!r} was requested but CUDA is not available here; use --device cpu")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{local_rank}")
-    return device
+from ..devices import resolve_device  # noqa: F401  (re-exported: the runner's callers use it from here)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

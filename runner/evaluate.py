@@ -6,6 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from ..config import ModelConfig
+from . import build
+from .device import configure_threads, resolve_device
+from .models import load_policy
 from .policy import Policy
 
 
@@ -43,23 +47,26 @@ def evaluate(policy: Policy, env, num_prompts: int, max_new_tokens: int, seed: i
 def evaluate_model(model: str, env_id: str, rewards: list[dict[str, Any]], num_prompts: int = 200,
                    max_new_tokens: int = 8, split: str = "test", env_kwargs: dict[str, Any] | None = None,
                    device: str = "auto") -> dict[str, Any]:
-    """``rftgym eval``: load ``model`` and evaluate it on ``env_id``'s held-out split."""
-    from ..api import make_vec
-    from ..config import ModelConfig
-    from ..rewards.pipeline import RewardPipeline
-    from .device import configure_threads, resolve_device
-    from .models import load_policy
+    """``rftgym eval``: load ``model`` and evaluate it on ``env_id``'s held-out split.
 
-    configure_threads(0)
-    dev = resolve_device(device)
-    net, tokenizer = load_policy(ModelConfig(name_or_path=model))
-    policy = Policy(net.to(dev), tokenizer, dev)
-    pipeline = RewardPipeline(rewards)
-    env = make_vec(env_id, num_envs=min(256, num_prompts), group_size=1, reward=pipeline, split=split,
-                   order="sequential", **(env_kwargs or {}))
+    The reward names and the env id are resolved (and rejected with the closest name) by the
+    composition root before the model loads.
+    """
+    pipeline = build.pipeline_from_specs(rewards)
     try:
-        metrics = evaluate(policy, env, num_prompts, max_new_tokens)
+        build.ensure_env(env_id)
+        configure_threads(0)
+        dev = resolve_device(device)
+        net, tokenizer = load_policy(ModelConfig(name_or_path=model))
+        checks = build.SharedRewards(pipeline)
+        env = build.make_vec(env_id, num_envs=min(256, num_prompts), group_size=1, reward=pipeline,
+                             reward_resolver=checks, split=split, order="sequential", **(env_kwargs or {}))
+        try:
+            policy = Policy(net.to(dev), tokenizer, dev, system_prompt=getattr(env, "system_prompt", None))
+            metrics = evaluate(policy, env, num_prompts, max_new_tokens)
+        finally:
+            env.close()
+            checks.close()
     finally:
-        env.close()
         pipeline.close()
     return {"model": model, "env": env_id, "split": split, **metrics}

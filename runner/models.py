@@ -7,6 +7,7 @@ import torch
 
 from ..config import EMBEDDED_MODEL, ModelConfig
 from ..errors import RftgymError
+from .tiny_model import embedded_model_path
 
 DTYPES = {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -14,8 +15,6 @@ DTYPES = {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfl
 def resolve_model_path(name_or_path: str) -> str:
     """``embedded`` → the tiny arithmetic model rftgym ships; anything else as given."""
     if name_or_path == EMBEDDED_MODEL:
-        from .tiny_model import embedded_model_path
-
         return str(embedded_model_path())
     return name_or_path
 

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from ..errors import RftgymError
+from . import checkpoint as ckpt
+from . import device as dev
 from .distributed import DistInfo, barrier
 
 FSDP_OPTIMIZER_FORMAT = "fsdp-full-state"
@@ -111,8 +113,6 @@ def save_full_checkpoint(path: Path, step: int, model: nn.Module, optimizer: tor
     from safetensors.torch import save_file
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-    from .checkpoint import STATE_FILE
-
     policy_state = full_model_state(model)
     critic_state = full_model_state(critic) if critic is not None else None
     optim_state = get_optimizer_state_dict(_optimizer_owner(model, critic), optimizer, options=_full_options())
@@ -122,7 +122,7 @@ def save_full_checkpoint(path: Path, step: int, model: nn.Module, optimizer: tor
             save_file(critic_state, str(path / "critic.safetensors"))
         torch.save({"optimizer": optim_state, "scheduler": scheduler.state_dict(), "format": FSDP_OPTIMIZER_FORMAT},
                    path / "optimizer.pt")
-        with open(path / STATE_FILE, "w", encoding="utf-8") as fh:  # written last: marks the checkpoint complete
+        with open(path / ckpt.STATE_FILE, "w", encoding="utf-8") as fh:  # written last: marks the checkpoint complete
             json.dump({"step": step, **state}, fh, indent=1)
             fh.flush()
             os.fsync(fh.fileno())
@@ -157,8 +157,6 @@ def load_full_checkpoint(path: Path, rank: int, model: nn.Module, optimizer: tor
     """
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
-    from . import checkpoint as ckpt
-
     _load_full_model(model, path / "policy.safetensors", info)
     if critic is not None:
         _load_full_model(critic, path / "critic.safetensors", info)
@@ -177,9 +175,6 @@ def load_full_checkpoint(path: Path, rank: int, model: nn.Module, optimizer: tor
 
 def _load_rank_extras(path: Path, rank: int) -> dict[str, Any]:
     """This rank's RNG states (restored here) and extras, as ``checkpoint.load`` reads them."""
-    from . import checkpoint as ckpt
-    from . import device as dev
-
     rank_file = path / f"rank-{rank}.pt"
     if not rank_file.exists():  # resumed with more ranks than wrote the checkpoint
         rank_file = path / "rank-0.pt"

@@ -13,8 +13,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .distributed import any_rank
+from .distributed import DistInfo, any_rank
 from .packing import cost_weights, pack, packed_logits, supports_packing, unwrap
+from .parallel import is_sharded
 
 
 @dataclass
@@ -221,9 +222,6 @@ def _lockstep(model: torch.nn.Module):
 
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return None
-    from .distributed import DistInfo
-    from .parallel import is_sharded
-
     return DistInfo(dist.get_rank(), dist.get_world_size()) if is_sharded(model) else None
 
 

@@ -48,8 +48,11 @@ class RunLogger:
 
     def __init__(self, output_dir: Path, enabled: bool, total_steps: int, start_step: int = 0,
                  progress: bool = True, tensorboard: bool = False, wandb: bool = False,
-                 wandb_project: str = "rftgym", config: dict | None = None) -> None:
+                 wandb_project: str = "rftgym", config: dict | None = None, desc: str = "rftgym",
+                 shown: tuple[str, str] = ("reward", "reward/total/mean"), samples: bool = True) -> None:
         self.enabled = enabled
+        # What the bar is called and which training metric it shows (``train-rm``: its loss).
+        self._desc, self._shown = desc, shown
         self.output_dir = Path(output_dir)
         self._metrics = self._samples = None
         self._bar = self._tb = self._wandb = None
@@ -57,11 +60,12 @@ class RunLogger:
         if not enabled:
             return
         self._metrics = open(self.output_dir / METRICS, "a", encoding="utf-8")
-        self._samples = open(self.output_dir / SAMPLES, "a", encoding="utf-8")
+        if samples:
+            self._samples = open(self.output_dir / SAMPLES, "a", encoding="utf-8")
         if progress:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total_steps, initial=start_step, desc="rftgym", unit="step",
+            self._bar = tqdm(total=total_steps, initial=start_step, desc=desc, unit="step",
                              dynamic_ncols=True, file=sys.stderr)
         if tensorboard:
             try:
@@ -97,7 +101,7 @@ class RunLogger:
             return
         self._write({"step": step, **metrics})
         if self._bar is not None:
-            postfix = {"reward": f"{metrics.get('reward/total/mean', float('nan')):.3f}"}
+            postfix = {self._shown[0]: f"{metrics.get(self._shown[1], float('nan')):.3f}"}
             if "eval/accuracy" in self._last_eval:
                 postfix["acc"] = f"{self._last_eval['eval/accuracy']:.3f}"
             self._bar.set_postfix(postfix, refresh=False)
@@ -109,14 +113,13 @@ class RunLogger:
         self._last_eval = metrics
         self._write({"step": step, **metrics})
         if self._bar is not None:
-            acc = metrics.get("eval/accuracy")
-            text = f"eval @ step {step}: reward {metrics.get('eval/reward', float('nan')):.3f}"
-            if acc is not None:
-                text += f", accuracy {acc:.3f}"
+            parts = [f"{key[5:]} {metrics[key]:.3f}" for key in ("eval/reward", "eval/accuracy", "eval/margin")
+                     if isinstance(metrics.get(key), (int, float))]
+            text = f"eval @ step {step}: " + ", ".join(parts)
             self._bar.write(text, file=sys.stderr)
 
     def log_samples(self, step: int, rows: list[dict[str, Any]]) -> None:
-        if not self.enabled:
+        if self._samples is None:
             return
         for row in rows:
             self._samples.write(json.dumps({"step": step, **row}, default=str) + "\n")
@@ -126,7 +129,8 @@ class RunLogger:
         if not self.enabled:
             return
         for handle in (self._metrics, self._samples):
-            handle.close()
+            if handle is not None:
+                handle.close()
         if self._bar is not None:
             self._bar.close()
         if self._tb is not None:

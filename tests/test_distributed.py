@@ -65,7 +65,8 @@ def _fixed_rollout(path: Path, G: int = 2, B: int = 4):
     noise = lambda: 0.3 * torch.randn(N, T, generator=g) * completion_mask  # noqa: E731 - ratios ≠ 1, some clipped
     return Rollout(prompt_ids=prompt_ids, prompt_mask=prompt_mask, completion_ids=completion_ids,
                    completion_mask=completion_mask, old_logp=logp + noise(), ref_logp=logp + noise(),
-                   rewards=torch.randn(N, generator=g), group_ids=torch.arange(N) // G)
+                   rewards=torch.randn(N, generator=g), group_ids=torch.arange(N) // G,
+                   norm_len=8)  # the sampling budget, as the runner's collection sets it
 
 
 def _shard(rollout, rank: int, world: int):

@@ -15,7 +15,7 @@ import rftgym
 from rftgym.algos.core import bradley_terry_loss
 from rftgym.errors import ConfigError, RftgymError
 from rftgym.rewards.reward_model import RewardModelReward, RunningStats
-from rftgym.rewards.reward_model_train import (arithmetic_preference_rows, options_from_args,
+from rftgym.runner.train_rm import (arithmetic_preference_rows, options_from_args,
                                                train_reward_model)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -223,7 +223,7 @@ def test_refuses_a_used_directory_and_resume_continues_exactly(tmp_path):
 
 
 def test_conversational_pairs_use_the_chat_template_or_joined_contents():
-    from rftgym.rewards.reward_model_train import rows_to_pairs
+    from rftgym.runner.train_rm import rows_to_pairs
     from rftgym.runner.tiny_model import build_char_tokenizer
 
     tokenizer = build_char_tokenizer()

@@ -93,6 +93,8 @@ def test_reference_and_critic_forwards_run_while_the_rewards_are_scored(assets, 
     rows = _train_lines(read_jsonl(tmp_path / "run" / "metrics.jsonl"))
     assert seen and all(keys == ["ref_logp", "values"] for keys in seen)   # PPO: one rollout, several steps
     assert len(rows) == 3 and all(r["reward/total/mean"] == 1.0 for r in rows)
+    # throughput is the rollout's tokens over its collection and all of its updates: one value
+    assert len({r["tokens_per_s"] for r in rows}) == 1
 
 
 def test_env_without_async_scoring_or_with_its_own_step_is_stepped(monkeypatch):
@@ -198,7 +200,8 @@ def test_out_of_memory_is_one_clear_error_naming_the_step(assets, tmp_path, monk
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
 
     monkeypatch.setattr(policy, "completion_logprobs", oom)
-    monkeypatch.setattr("rftgym.runner.trainer.completion_logprobs", oom)
+    monkeypatch.setattr("rftgym.runner.update.completion_logprobs", oom)
+    monkeypatch.setattr("rftgym.runner.collect.completion_logprobs", oom)
     model_dir, data = assets
     with pytest.raises(RftgymError, match=r"out of memory at step 1 on cpu: .*micro_batch_size"):
         rftgym.train(run_config(model_dir, data, tmp_path / "run", **{"eval.every": 0}))

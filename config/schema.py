@@ -1,0 +1,230 @@
+"""The run configuration's schema: one dataclass tree with its range checks.
+
+Pure data: nothing here knows a registered name. Each algorithm brings its own config
+dataclass (``Algorithm.Config``, a subclass of :class:`AlgoConfig`); the composition root
+(``rftgym.runner.build``) picks it by ``algo.name``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import ConfigError
+
+EMBEDDED_MODEL = "embedded"
+
+
+@dataclass
+class ModelConfig:
+    """The policy model."""
+
+    name_or_path: str = EMBEDDED_MODEL
+    """A hub id or local directory for ``AutoModelForCausalLM``; ``embedded`` is the tiny arithmetic model rftgym ships."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights dtype; ``auto`` keeps fp32 master weights (bf16 autocast is chosen by ``train.precision``)."""
+    trust_remote_code: bool = False
+    """Allow a hub model's own Python code to run (off unless you trust the model's author)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
+    critic: str | None = None
+    """Backbone of the critic for algorithms that need one; default: a copy of the policy's backbone."""
+    chat_template: bool = False
+    """Wrap each prompt in the tokenizer's chat template (with ``env`` system prompt, if any)."""
+
+
+@dataclass
+class EnvConfig:
+    """The environment: a Gymnasium id under ``rftgym/`` and its keyword arguments."""
+
+    id: str = "rftgym/Arithmetic-v0"
+    """A registered env id (see ``rftgym plugins``)."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the training env (e.g. ``digits``, ``data_files``, ``prompt_column``)."""
+    eval_kwargs: dict[str, Any] = field(default_factory=lambda: {"split": "test"})
+    """Overrides of ``kwargs`` for the held-out evaluation env."""
+
+
+@dataclass
+class RewardConfig:
+    """One reward of the pipeline."""
+
+    name: str = "math"
+    """A registered reward name."""
+    weight: float = 1.0
+    """Weight in the summed reward; 0 logs the reward without optimising it."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Options passed to the reward (``get_reward(name, **options)``)."""
+    timeout: float | None = None
+    """Seconds one batch may take (in-process rewards; a late batch is a fault, see ``rollout.reward_errors``); null: no limit."""
+
+
+@dataclass
+class RolloutConfig:
+    """Sampling of completions."""
+
+    prompts_per_step: int = 32
+    """Distinct prompts per optimizer step (each sampled ``algo.group_size`` times)."""
+    max_new_tokens: int = 8
+    """Longest completion in tokens."""
+    temperature: float = 1.0
+    """Sampling temperature; log-probs for the loss use the same temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p (1 disables)."""
+    top_k: int = 0
+    """0 disables top-k."""
+    reward_errors: Literal["raise", "warn"] = "raise"
+    """A reward that raises/returns NaN/the wrong length: stop with an error, or warn and use ``reward_fallback``."""
+    reward_fallback: float = 0.0
+    """Value counted (and logged as a fault) for a sample whose reward failed when ``reward_errors=warn``."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation."""
+
+    max_steps: int = 200
+    """Optimizer steps to run."""
+    lr: float = 1e-4
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay."""
+    adam_beta1: float = 0.9
+    """AdamW β1."""
+    adam_beta2: float = 0.999
+    """AdamW β2."""
+    adam_eps: float = 1e-8
+    """AdamW ε."""
+    warmup_steps: int = 0
+    """Linear learning-rate warm-up over this many optimizer steps."""
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    """Shape after warm-up."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping by global norm (0 disables)."""
+    micro_batch_size: int = 0
+    """Sequences per forward/backward (gradient accumulation); 0 = the whole minibatch at once."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """``auto``: bf16 autocast on CUDA, fp32 on CPU."""
+    max_nonfinite_steps: int = 3
+    """Consecutive skipped updates (non-finite loss or gradient) before the run aborts."""
+    distributed: Literal["ddp", "fsdp"] = "ddp"
+    """Under torchrun: replicate the model (DDP) or shard it (FSDP2)."""
+    compile: bool = False
+    """``torch.compile`` the policy forward."""
+    threads: int = 0
+    """CPU threads for torch; 0 = one per available core (per rank)."""
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation (greedy pass@1 and mean reward)."""
+
+    every: int = 25
+    """Evaluate every N steps (also at step 0 and after the last step); 0 disables."""
+    num_prompts: int = 200
+    """Held-out prompts per evaluation."""
+    batch_size: int = 256
+    """Prompts per greedy decoding batch."""
+    max_new_tokens: int = 0
+    """0 = ``rollout.max_new_tokens``."""
+
+
+@dataclass
+class LoggingConfig:
+    """Where and how metrics go."""
+
+    progress: bool = True
+    """A progress bar on stderr."""
+    quiet: bool = False
+    """No progress bar and no per-eval lines (CI)."""
+    samples_every: int = 10
+    """Write a few prompt/completion/reward samples to ``samples.jsonl`` every N steps."""
+    samples_per_step: int = 4
+    """How many samples each such write holds."""
+    tensorboard: bool = False
+    """Also write TensorBoard scalars to ``RUN/tensorboard`` (needs ``rftgym[tensorboard]``)."""
+    wandb: bool = False
+    """Also log to Weights & Biases (needs ``rftgym[wandb]`` and a login)."""
+    wandb_project: str = "rftgym"
+    """W&B project name."""
+
+
+@dataclass
+class AlgoConfig:
+    """Base of every algorithm's config; subclasses add their hyper-parameters."""
+
+    name: str = "grpo"
+    """A registered algorithm name (``rftgym plugins``)."""
+    group_size: int = 1
+    """Completions sampled per prompt."""
+    epochs: int = 1
+    """μ: passes over each rollout."""
+    minibatches: int = 1
+    """Optimizer steps per epoch; the rollout is split into this many shuffled minibatches."""
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the field when a value is out of range."""
+        check(self.group_size >= 1, "algo.group_size", self.group_size, "an integer >= 1")
+        check(self.epochs >= 1, "algo.epochs", self.epochs, "an integer >= 1")
+        check(self.minibatches >= 1, "algo.minibatches", self.minibatches, "an integer >= 1")
+
+
+def check(ok: bool, key: str, value: Any, accepted: str) -> None:
+    """Raise a ConfigError for ``key`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"config key {key!r} = {value!r} is invalid; expected {accepted}")
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    rewards: list[RewardConfig] = field(default_factory=lambda: [RewardConfig()])
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    output_dir: str = "runs/rftgym"
+    """Run directory (config.yaml, metrics.jsonl, samples.jsonl, checkpoints/, final/)."""
+    seed: int = 0
+    """Seeds python, numpy, torch and the env's prompt order (each rank adds its own offset)."""
+    device: str = "auto"
+    """``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ..."""
+    save_every: int = 50
+    """Checkpoint every N steps (0: only at the end)."""
+    keep_checkpoints: int = 2
+    """How many recent checkpoints to keep (at least 1)."""
+    resume: bool = False
+    """Continue from the newest complete checkpoint in ``output_dir``."""
+    overwrite: bool = False
+    """Replace an existing different run in ``output_dir``."""
+    plugins: list[str] = field(default_factory=list)
+    """Extra plugin modules or ``.py`` files to load."""
+
+    def validate(self) -> None:
+        """Range checks that need more than a type (called by :func:`build_config`)."""
+        check(self.rollout.prompts_per_step >= 1, "rollout.prompts_per_step", self.rollout.prompts_per_step, "an integer >= 1")
+        check(self.rollout.max_new_tokens >= 1, "rollout.max_new_tokens", self.rollout.max_new_tokens, "an integer >= 1")
+        check(self.rollout.temperature > 0, "rollout.temperature", self.rollout.temperature, "a number > 0")
+        check(0 < self.rollout.top_p <= 1, "rollout.top_p", self.rollout.top_p, "a number in (0, 1]")
+        check(self.rollout.top_k >= 0, "rollout.top_k", self.rollout.top_k, "an integer >= 0")
+        check(self.train.max_steps >= 0, "train.max_steps", self.train.max_steps, "an integer >= 0")
+        check(self.train.lr > 0, "train.lr", self.train.lr, "a number > 0")
+        check(self.train.warmup_steps >= 0, "train.warmup_steps", self.train.warmup_steps, "an integer >= 0")
+        check(self.train.max_grad_norm >= 0, "train.max_grad_norm", self.train.max_grad_norm, "a number >= 0")
+        check(self.train.micro_batch_size >= 0, "train.micro_batch_size", self.train.micro_batch_size, "an integer >= 0")
+        check(self.train.max_nonfinite_steps >= 1, "train.max_nonfinite_steps", self.train.max_nonfinite_steps, "an integer >= 1")
+        check(self.eval.every >= 0, "eval.every", self.eval.every, "an integer >= 0")
+        check(self.eval.num_prompts >= 1, "eval.num_prompts", self.eval.num_prompts, "an integer >= 1")
+        check(self.save_every >= 0, "save_every", self.save_every, "an integer >= 0")
+        check(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, "an integer >= 1")
+        check(len(self.rewards) >= 1, "rewards", self.rewards, "at least one reward")
+        for i, r in enumerate(self.rewards):
+            check(r.timeout is None or r.timeout > 0, f"rewards[{i}].timeout", r.timeout, "a number of seconds > 0, or null")
+        check(any(r.weight != 0 for r in self.rewards), "rewards", [r.name for r in self.rewards],
+              "at least one reward with a non-zero weight")
+        check(self.resume is False or self.overwrite is False, "overwrite", self.overwrite,
+              "false together with resume=true (resume continues a run, overwrite discards it)")
+        self.algo.validate()

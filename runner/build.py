@@ -1,0 +1,209 @@
+"""The composition root: every name of a run becomes an object here, once.
+
+``rftgym train``, ``rftgym.train``, ``rftgym eval`` and ``rftgym train-rm`` come through this
+module. It loads plugins, resolves the algorithm (and its config class), the rewards and the
+env id, and builds the parts the trainer and the evaluator take: the reward pipeline (and a
+frozen view of it for evaluation), the envs, and the models. Below it nothing looks a name up
+by going back up: the leaves (``envs/``, ``algos/``, ``rewards/``) receive objects.
+
+Unknown names fail in :func:`resolve_config` (and so under ``--dry-run``), before any model
+loads, with the closest registered name.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from ..config import AlgoConfig, RewardConfig, RunConfig, algo_config_from_dict, build_config, from_dict, to_dict
+from ..envs.registry import ensure_env, make_vec
+from ..plugins.manager import get_manager
+from ..rewards.base import Reward, reward_by_name
+from ..rewards.pipeline import RewardPipeline
+
+
+def load_plugins(specs: Iterable[str] = (), *, strict: bool | None = None) -> None:
+    """Built-ins, the ``rftgym`` entry points (honouring ``RFTGYM_LOAD_PLUGINS``) and the
+    explicit ``specs`` (module names or ``.py`` paths). Idempotent."""
+    manager = get_manager()
+    manager.load_entry_points(strict=strict)
+    for spec in specs:
+        manager.load_plugin(spec)
+
+
+def algorithm_class(name: str) -> type:
+    """The algorithm registered as ``name`` (an unknown name lists the closest)."""
+    manager = get_manager()
+    return manager.lookup(manager.algorithms, name)
+
+
+class RootNames:
+    """The :class:`rftgym.config.NameResolver` of the house: names go to the plugin registry."""
+
+    def load_plugins(self, specs: list[str]) -> None:
+        """Load the plugins a config lists."""
+        load_plugins(specs)
+
+    def algo_config(self, name: str) -> type:
+        """``Algorithm.Config`` of ``name`` (the bare AlgoConfig when the class names none)."""
+        return getattr(algorithm_class(name), "Config", AlgoConfig)
+
+    def check_names(self, config: RunConfig) -> None:
+        """Reward names and option names, and the env id; builds nothing heavy."""
+        resolve_rewards(config)
+        ensure_env(config.env.id)
+
+
+ROOT_NAMES = RootNames()
+
+
+def resolve_config(base: Any = None, overrides: list[str] | None = None,
+                   values: dict[str, Any] | None = None) -> RunConfig:
+    """The validated RunConfig with every name checked against the registry (no model loads)."""
+    return build_config(base, overrides, values, resolver=ROOT_NAMES)
+
+
+def resolve_rewards(config: RunConfig) -> list[tuple[str, Reward, float, float | None]]:
+    """``(name, Reward, weight, timeout)`` for each configured reward; nothing is set up yet."""
+    return [(r.name, reward_by_name(r.name, **r.options), r.weight, r.timeout) for r in config.rewards]
+
+
+def pipeline_from_specs(specs: list[dict[str, Any]], **kwargs: Any) -> RewardPipeline:
+    """A pipeline from ``{"name", "weight", "options", "timeout"}`` items (``rftgym eval``'s
+    ``--reward``), each name resolved here; nothing is set up yet."""
+    configs = [from_dict(RewardConfig, dict(spec), f"rewards[{i}]") for i, spec in enumerate(specs)]
+    return RewardPipeline([(r.name, reward_by_name(r.name, **r.options), r.weight, r.timeout) for r in configs],
+                          **kwargs)
+
+
+def build_pipeline(config: RunConfig) -> RewardPipeline:
+    """The training reward pipeline, from resolved reward objects."""
+    return RewardPipeline(resolve_rewards(config), on_error=config.rollout.reward_errors,
+                          fallback=config.rollout.reward_fallback)
+
+
+class SharedRewards:
+    """One reward object per name for the envs' answer checks.
+
+    A check that names a reward of the pipeline gets that very object; any other (``math``
+    when only ``format`` is trained on) is made once and shared by the training and the
+    evaluation env, so it runs one worker pool, not one per env.
+    """
+
+    def __init__(self, pipeline: RewardPipeline) -> None:
+        self._made: dict[str, Reward] = {}
+        self._pipeline = {name: reward for name, reward in pipeline.rewards.items() if not reward.options}
+
+    def __call__(self, name: str) -> Reward:
+        if name in self._pipeline:
+            return self._pipeline[name]
+        if name not in self._made:
+            self._made[name] = reward_by_name(name)
+        return self._made[name]
+
+    def close(self) -> None:
+        """Close the rewards made here (the pipeline closes its own)."""
+        for reward in self._made.values():
+            reward.close()
+
+
+@dataclass
+class Envs:
+    """The training env, the held-out one (or None) and what they share."""
+
+    train: Any
+    eval: Any
+    pipeline: RewardPipeline
+    checks: SharedRewards
+
+    def close(self) -> None:
+        """Close the envs, then the rewards they were lent."""
+        for env in (self.train, self.eval):
+            if env is not None:
+                env.close()
+        self.checks.close()
+        self.pipeline.close()
+
+
+def build_envs(config: RunConfig, num_prompts: int, group_size: int, with_eval: bool) -> Envs:
+    """The training env (``num_prompts`` × ``group_size``) and, ``with_eval``, the held-out env.
+
+    The evaluation env scores through a frozen view of the training pipeline: the same
+    reward objects, whose state (a reward model's running statistics) evaluation never moves.
+    """
+    pipeline = build_pipeline(config)
+    checks = SharedRewards(pipeline)
+    envs = Envs(None, None, pipeline, checks)
+    try:
+        kwargs = dict(config.env.kwargs)
+        envs.train = make_vec(config.env.id, num_envs=num_prompts * group_size, group_size=group_size,
+                              reward=pipeline, reward_resolver=checks, **kwargs)
+        if with_eval:
+            eval_kwargs = {**kwargs, **config.env.eval_kwargs}
+            eval_kwargs.setdefault("order", "sequential")
+            n = min(config.eval.batch_size, config.eval.num_prompts)
+            envs.eval = make_vec(config.env.id, num_envs=n, group_size=1, reward=pipeline.frozen(),
+                                 reward_resolver=checks, **eval_kwargs)
+    except BaseException:
+        envs.close()
+        raise
+    return envs
+
+
+@dataclass
+class Models:
+    """The policy network and what the algorithm asks for beside it."""
+
+    model: Any
+    tokenizer: Any
+    reference: Any = None
+    critic: Any = None
+
+
+def build_models(config: RunConfig, algorithm: Any, device: Any) -> Models:
+    """Policy, and the frozen reference / the critic when ``algorithm`` needs them, on ``device``.
+
+    Dropout is off everywhere, so π_θ at the update equals π_old at sampling; the policy and
+    the critic are left in training mode, so that gradient checkpointing (which transformers
+    applies only in training mode) really runs.
+    """
+    from .models import load_policy  # deferred: transformers and torch load only when a run starts
+
+    model, tokenizer = load_policy(config.model)
+    model.to(device)
+    _disable_dropout(model)
+    model.train()
+    models = Models(model, tokenizer)
+    if algorithm.needs_reference:
+        models.reference = copy.deepcopy(model).eval().requires_grad_(False)
+    if algorithm.needs_critic:
+        from .critic import ValueModel  # deferred, as above: torch and transformers
+
+        critic = (ValueModel.from_pretrained(config.model.critic, trust_remote_code=config.model.trust_remote_code)
+                  if config.model.critic else ValueModel.from_causal_lm(model))
+        _disable_dropout(critic)
+        models.critic = critic.to(device).train()
+    return models
+
+
+def _disable_dropout(module: Any) -> None:
+    import torch  # deferred: this module is imported by ``import rftgym`` (the resolver), torch is not
+
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Dropout):
+            sub.p = 0.0
+
+
+def build_algorithm(config: RunConfig) -> Any:
+    """The algorithm object of ``config.algo``.
+
+    A section built as data only (a bare AlgoConfig, no resolver) is rebuilt as the
+    algorithm's own Config here, so its defaults and range checks apply.
+    """
+    cls = algorithm_class(config.algo.name)
+    config_cls = getattr(cls, "Config", AlgoConfig)
+    if not isinstance(config.algo, config_cls):
+        config.algo = algo_config_from_dict(to_dict(config.algo), config_cls=config_cls)
+        config.algo.validate()
+    return cls(config.algo)
+
