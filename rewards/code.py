@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from ..errors import ConfigError, RftgymError
 from .code_sandbox import RunResult, SandboxLimits, isolation, run_program
 from .format import completion_text
-from .math_pool import default_workers
+from .math.pool import default_workers
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """The verifiable math reward (``math``) and ``verify(gold, prediction) -> bool``.
 
 Pipeline per completion: take the text (TRL conversational lists too) -> extract the final
-answer (``math_extract``) -> decide in the parent when it is cheap and safe (plain numbers,
-letters, guards; ``math_check.precheck``) -> otherwise parse and compare in a time- and
-memory-limited worker process (``math_pool``), caching verdicts. Model text is never
+answer (``extract``) -> decide in the parent when it is cheap and safe (plain numbers,
+letters, guards; ``check.precheck``) -> otherwise parse and compare in a time- and
+memory-limited worker process (``pool``), caching verdicts. Model text is never
 evaluated as Python.
 """
 from __future__ import annotations

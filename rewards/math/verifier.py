@@ -2,7 +2,7 @@
 
 A GRPO group repeats answers, and a training run repeats (gold, answer) pairs across steps,
 so verdicts are cached (LRU) by the cleaned pair. Only pairs the parent cannot decide on its
-own (see ``math_check.precheck``) travel to a worker, each distinct pair once per batch.
+own (see ``check.precheck``) travel to a worker, each distinct pair once per batch.
 """
 from __future__ import annotations
 
