@@ -23,21 +23,24 @@ def get_algorithm(name: str) -> type:
     return algorithm_class(name)
 
 
-def register_reward(name: str | Callable[..., Any], fn: Callable[..., Any] | type | None = None):
+def register_reward(name: str | Callable[..., Any], fn: Callable[..., Any] | type | None = None, *,
+                    group: bool = False):
     """Register a reward in this process; usable as ``@register_reward("name")``.
 
     A bare ``@register_reward`` registers the function under its own ``__name__``.
+    ``group=True`` makes it a group reward: called once per prompt with that prompt's G
+    completions (and their columns), returning G scores.
     """
     if callable(name) and fn is None:
-        get_manager().register_in_process("reward", name.__name__, name)
+        get_manager().register_in_process("reward", name.__name__, name, group=group)
         return name
     if fn is None:
         def decorator(f):
-            get_manager().register_in_process("reward", name, f)
+            get_manager().register_in_process("reward", name, f, group=group)
             return f
 
         return decorator
-    get_manager().register_in_process("reward", name, fn)
+    get_manager().register_in_process("reward", name, fn, group=group)
     return fn
 
 

@@ -201,7 +201,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from .plugins.manager import get_manager
 
     manager = get_manager()
-    infos = [info.as_dict() for info in manager.plugins.values()]
+    infos = [{**info.as_dict(), "env_tasks": manager.env_tasks(info.name)} for info in manager.plugins.values()]
     if args.json:
         print(json.dumps({"rftgym": __version__, "plugins": infos}, indent=2))
         return 0
@@ -212,6 +212,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         for kind in ("rewards", "algorithms", "advantages", "envs"):
             if info[kind]:
                 print(f"  {kind}: {', '.join(info[kind])}")
+        for env_id, tasks in info["env_tasks"].items():
+            listed = f"({len(tasks)}) {', '.join(tasks)}" if isinstance(tasks, list) else f"unavailable: {tasks}"
+            print(f"  tasks of {env_id}: {listed}")
     return 0
 
 

@@ -101,6 +101,7 @@ class PromptBanditEnv(gymnasium.Env):
         row = self._row
         columns = {k: [copy.deepcopy(v)] for k, v in row.columns.items()}
         total, per_reward, faults, correct = self.scorer([row.prompt], [completion], columns)
+        self.source.record([row], correct, total)
         reward = float(total[0])
         self._last = (completion, reward)
         info = {"per_reward": {k: float(v[0]) for k, v in per_reward.items()}, "faults": dict(faults),

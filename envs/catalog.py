@@ -22,7 +22,12 @@ BUILTIN_ENVS: dict[str, dict[str, Any]] = {
 }
 
 
+# id -> "module:function" listing the task names the env accepts (``rftgym plugins`` shows them)
+ENV_TASKS: dict[str, str] = {"rftgym/ReasoningGym-v0": "rftgym.envs.tasks.reasoning_gym:task_names"}
+
+
 def register_builtin_envs(register: Callable[..., Any]) -> None:
     """Register every built-in id through the plugin hook's ``register`` callback."""
     for env_id, kwargs in BUILTIN_ENVS.items():
-        register(env_id, entry_point=SINGLE, vector_entry_point=VECTOR, kwargs=dict(kwargs))
+        extra = {"tasks": ENV_TASKS[env_id]} if env_id in ENV_TASKS else {}
+        register(env_id, entry_point=SINGLE, vector_entry_point=VECTOR, kwargs=dict(kwargs), **extra)

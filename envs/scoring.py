@@ -6,7 +6,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from ..rewards.base import reward_by_name
+from ..rewards.base import Reward, reward_by_name
 from ..rewards.pipeline import RewardPipeline
 
 
@@ -45,7 +45,7 @@ class Scorer:
         self._check_fn: Any = None
 
     def _check_values(self, result: Any, prompts: list[str], completions: list[str],
-                      columns: dict[str, list]) -> np.ndarray | None:
+                      columns: dict[str, list], group_ids: Any = None) -> np.ndarray | None:
         if self.check is None:
             return None
         if isinstance(self.check, str) and self.check in result.per_reward:
@@ -56,17 +56,22 @@ class Scorer:
                     self._check_fn = (self._resolve or reward_by_name)(self.check)
                 else:
                     self._check_fn = self.check
-            raw = self._check_fn(prompts=prompts, completions=completions, **columns)
+            extra = {"group_ids": group_ids} if isinstance(self._check_fn, Reward) and self._check_fn.group else {}
+            raw = self._check_fn(prompts=prompts, completions=completions, **extra, **columns)
             values = np.array([np.nan if v is None else float(v) for v in raw], dtype=np.float64)
         return np.nan_to_num(values, nan=0.0) >= 0.5
 
-    def __call__(self, prompts: Sequence[str], completions: Sequence[str],
-                 columns: dict[str, list]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, int], np.ndarray | None]:
-        """``(total float64[N], per_reward, faults, correct bool[N] or None)``."""
+    def __call__(self, prompts: Sequence[str], completions: Sequence[str], columns: dict[str, list],
+                 group_ids: Sequence[int] | None = None
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, int], np.ndarray | None]:
+        """``(total float64[N], per_reward, faults, correct bool[N] or None)``; ``group_ids``
+        (one per completion) are the GRPO groups that group rewards score together."""
         prompts, completions = list(prompts), list(completions)
-        result = self.pipeline(prompts, completions, **columns)
+        if group_ids is not None:
+            group_ids = [int(g) for g in group_ids]
+        result = self.pipeline(prompts, completions, group_ids=group_ids, **columns)
         total = np.asarray(result.total, dtype=np.float64)
-        correct = self._check_values(result, prompts, completions, columns)
+        correct = self._check_values(result, prompts, completions, columns, group_ids)
         return total, dict(result.per_reward), dict(result.faults), correct
 
     def close(self) -> None:

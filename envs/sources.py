@@ -33,6 +33,8 @@ class Row:
     prompt: str
     answer: str | None
     columns: dict[str, Any] = field(default_factory=dict)
+    key: int | None = None
+    """The row's index in a curriculum's pool (envs/curriculum.py); None without a curriculum."""
 
 
 class Formatter:
@@ -92,6 +94,13 @@ class PromptSource:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a position saved by :meth:`state_dict`."""
+
+    def record(self, rows: list[Row], correct: np.ndarray | None, total: np.ndarray) -> None:
+        """Learn from a scored batch (``rows[i]`` got ``total[i]``; a curriculum counts passes)."""
+
+    def metrics(self) -> dict[str, float]:
+        """Metrics the runner logs each step (a curriculum's ``curriculum/*``)."""
+        return {}
 
 
 class _Position:
@@ -358,7 +367,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 SOURCE_KWARGS = ("task", "dataset", "path", "name", "data_files", "split", "streaming", "prompt_column",
                  "answer_column", "columns", "answer_format", "template", "chat_template", "tokenizer",
-                 "system_prompt", "order", "preset", "shuffle_buffer", "cache_dir")
+                 "system_prompt", "order", "preset", "shuffle_buffer", "cache_dir", "curriculum")
 
 
 def _resolve_task(task: Any, split: str, options: dict[str, Any]) -> tuple[Any, str | None, str | None]:
@@ -390,12 +399,20 @@ def build_source(**kwargs: Any) -> PromptSource:
 
     A ``preset`` (``"gsm8k"``, ``"math"``) fills in column names, answer format and template
     that the caller did not give; everything else is :func:`_build_source`'s.
+    A ``curriculum`` (``true`` or its options, see :mod:`rftgym.envs.curriculum`) draws the
+    source's prompts by their running pass rate.
     """
     preset = kwargs.get("preset")
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; available: {', '.join(sorted(PRESETS))}")
         kwargs = {**PRESETS[preset], **kwargs}
+    curriculum = kwargs.pop("curriculum", None)
+    if curriculum is not None and curriculum is not False:
+        from .curriculum import CurriculumOptions, CurriculumSource
+
+        options = CurriculumOptions.from_value(curriculum)  # bad options fail before any data loads
+        return CurriculumSource(_build_source(**kwargs), options)
     return _build_source(**kwargs)
 
 

@@ -123,7 +123,7 @@ class PromptBanditVectorEnv(VectorEnv):
 
         def score() -> None:
             try:
-                box["value"] = self.scorer(prompts, completions, scored_info["columns"])
+                box["value"] = self.scorer(prompts, completions, scored_info["columns"], scored_info["group_id"])
             except BaseException as exc:  # raised in the caller's thread by step_wait
                 box["error"] = exc
             finally:
@@ -145,8 +145,10 @@ class PromptBanditVectorEnv(VectorEnv):
         if "error" in box:
             raise box["error"]
         total, per_reward, faults, correct = box["value"]
+        self.source.record(self._batch, correct, total)  # still the scored batch: the next is drawn below
         scored = {"prompts": list(prompts), "completions": completions, "columns": scored_info["columns"],
-                  "group_id": scored_info["group_id"], "per_reward": per_reward, "faults": faults, "correct": correct}
+                  "group_id": scored_info["group_id"], "per_reward": per_reward, "faults": faults, "correct": correct,
+                  "metrics": self.source.metrics()}
         self._last_scored = {"prompts": list(prompts), "completions": completions, "rewards": total.copy()}
         self._draw()
         self._restored = False

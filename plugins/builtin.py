@@ -11,10 +11,10 @@ from .hookspecs import hookimpl
 
 @hookimpl
 def rftgym_register_rewards(register: Callable[..., Any]) -> None:
-    from ..rewards.catalog import BUILTIN_REWARDS
+    from ..rewards.catalog import BUILTIN_REWARDS, GROUP_REWARDS
 
     for name, ref in BUILTIN_REWARDS.items():
-        register(name, ref)
+        register(name, ref, group=name in GROUP_REWARDS)
 
 
 @hookimpl

@@ -27,6 +27,11 @@ def rftgym_register_rewards(register: Callable[..., Any]) -> None:
     one ``float | None`` per completion (TRL's reward signature). A class is instantiated with
     the reward's options (``get_reward(name, **options)``); its instances are called the same
     way and may define ``setup()`` (called lazily before the first call) and ``close()``.
+
+    ``register(name, fn_or_class, group=True)`` declares a **group reward**: it is called once
+    per prompt with that prompt's G completions (in sampling order) and the columns of those
+    G samples, and returns G scores (e.g. a ranking of the group). Weights, logging and the
+    fault rules are those of every reward.
     """
 
 
@@ -52,4 +57,6 @@ def rftgym_register_envs(register: Callable[..., Any]) -> None:
 
     The arguments are those of :func:`gymnasium.register`; use string entry points
     (``"pkg.module:Class"``) so registration stays cheap. Do not pass ``max_episode_steps``.
+    rftgym's own optional ``tasks="pkg.module:function"`` (a function returning the names the
+    env's ``tasks=`` option accepts) makes ``rftgym plugins`` list them.
     """

@@ -92,16 +92,23 @@ class PluginManager:
     # -- registration callbacks -------------------------------------------------------------
     def _register_callback(self, hook: str, owner: str) -> Callable[..., None]:
         if hook == "rftgym_register_rewards":
-            return lambda name, obj: self.rewards.add(name, obj, owner)
+            def register_reward(name: str, obj: Any, *, group: bool = False) -> None:
+                if not isinstance(group, bool):
+                    raise PluginError(f"{owner}: reward {name!r}: group must be True or False, got {group!r}")
+                self.rewards.add(name, obj, owner, group=group)
+
+            return register_reward
         if hook == "rftgym_register_algorithms":
             return lambda name, cls: self.algorithms.add(name, cls, owner)
         if hook == "rftgym_register_advantages":
             return lambda name, fn: self.advantages.add(name, fn, owner)
 
-        def register_env(id: str, entry_point: Any = None, **kwargs: Any) -> None:
+        def register_env(id: str, entry_point: Any = None, *, tasks: Any = None, **kwargs: Any) -> None:
+            # ``tasks``: rftgym's own extra, not Gymnasium's: a callable (or "module:function")
+            # listing the names the env's ``tasks=`` option accepts, resolved only when listed.
             import gymnasium
 
-            self.envs.add(id, {"entry_point": entry_point, **kwargs}, owner)
+            self.envs.add(id, {"entry_point": entry_point, **kwargs}, owner, tasks=tasks)
             spec = gymnasium.envs.registry.get(id)
             if spec is not None and spec.entry_point == entry_point:
                 return  # already registered by an earlier import of this same module
@@ -271,16 +278,35 @@ class PluginManager:
                 raise PluginError(f"--plugin {spec!r} failed: {info.error}")
             return info
 
-    def register_in_process(self, kind: str, name: str, obj: Any) -> None:
+    def register_in_process(self, kind: str, name: str, obj: Any, **meta: Any) -> None:
         """``rftgym.register_reward`` / ``register_algorithm`` / ``register_advantage``: same
-        registry, same duplicate rule."""
+        registry, same duplicate rule (``meta``: e.g. a reward's ``group=True``)."""
         self.load_builtins()
         registry = {"reward": self.rewards, "algorithm": self.algorithms, "advantage": self.advantages}[kind]
-        registry.add(name, obj, IN_PROCESS)
+        if not isinstance(meta.get("group", False), bool):
+            raise PluginError(f"register_reward({name!r}): group must be True or False, got {meta['group']!r}")
+        registry.add(name, obj, IN_PROCESS, **meta)
         info = self.plugins.setdefault(IN_PROCESS, PluginInfo(name=IN_PROCESS, source="in-process"))
         info.rewards = self.rewards.names(IN_PROCESS)
         info.algorithms = self.algorithms.names(IN_PROCESS)
         info.advantages = self.advantages.names(IN_PROCESS)
+
+    def env_tasks(self, owner: str) -> dict[str, list[str] | str]:
+        """For each env id of plugin ``owner`` that declared ``tasks=``: the task names it
+        accepts, or one line saying why they cannot be listed (e.g. a missing extra)."""
+        from .registry import _import_ref
+
+        out: dict[str, list[str] | str] = {}
+        for env_id in self.envs.names(owner):
+            ref = self.envs.meta(env_id).get("tasks")
+            if ref is None:
+                continue
+            try:
+                fn = _import_ref(ref, f"task list of env {env_id!r}") if isinstance(ref, str) else ref
+                out[env_id] = sorted(str(name) for name in fn())
+            except Exception as exc:  # listing must not take the command down
+                out[env_id] = _one_line(exc)
+        return out
 
     def lookup(self, registry: Registry, name: str) -> Any:
         """Get ``name``; if unknown, load third-party plugins once and retry."""

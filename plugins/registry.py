@@ -27,9 +27,12 @@ class Registry:
         self.kind = kind
         self._items: dict[str, Any] = {}
         self._owners: dict[str, str] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
 
-    def add(self, name: str, obj: Any, owner: str) -> None:
-        """Add ``name``; a name already taken by another registration is an error naming both."""
+    def add(self, name: str, obj: Any, owner: str, **meta: Any) -> None:
+        """Add ``name``; a name already taken by another registration is an error naming both.
+
+        ``meta`` are facts the registration declares about the object (a reward's ``group``)."""
         if not isinstance(name, str) or not name:
             raise PluginError(f"{owner}: {self.kind} name must be a non-empty string, got {name!r}")
         if name in self._items:
@@ -40,11 +43,13 @@ class Registry:
             )
         self._items[name] = obj
         self._owners[name] = owner
+        self._meta[name] = dict(meta)
 
     def remove_owner(self, owner: str) -> None:
         """Forget every name that ``owner`` registered (used when its hook fails half-way)."""
         for name in [n for n, o in self._owners.items() if o == owner]:
             del self._items[name], self._owners[name]
+            self._meta.pop(name, None)
 
     def get(self, name: str) -> Any:
         """The object registered as ``name``; a ``"module:attr"`` string is imported on first get."""
@@ -54,6 +59,10 @@ class Registry:
         if isinstance(obj, str) and ":" in obj:
             obj = self._items[name] = _import_ref(obj, f"{self.kind} {name!r} of plugin {self._owners[name]!r}")
         return obj
+
+    def meta(self, name: str) -> dict[str, Any]:
+        """What the registration of ``name`` declared (empty when nothing)."""
+        return dict(self._meta.get(name, {}))
 
     def owner(self, name: str) -> str:
         return self._owners[name]

@@ -6,13 +6,18 @@ A reward is called with keyword arguments, exactly as TRL's ``GRPOTrainer`` call
 
 ``columns`` are the dataset's other columns, one value per completion; the gold answer is
 always the column ``answer``. ``None`` means "not applicable" for that sample.
+
+A **group reward** (registered with ``group=True``) has the same signature but is called once
+per group — the G completions of one prompt, in sampling order, with their columns — and
+returns G scores. :class:`Reward` does the splitting, so a batch of several groups can be
+passed to it like to any reward (with ``group_ids=``, or grouped by runs of equal prompts).
 """
 from __future__ import annotations
 
 import functools
 import inspect
 import threading
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from ..errors import ConfigError, RftgymError, closest
 from ..plugins.manager import get_manager
@@ -30,12 +35,14 @@ class Reward:
 
     ``target`` is either a function (options are bound as keyword arguments) or a class
     (instantiated with the options on first use; its ``setup()`` is then called if present).
+    With ``group=True`` the target scores one group per call (see :func:`split_groups`).
     """
 
-    def __init__(self, name: str, target: Any, options: dict[str, Any] | None = None) -> None:
+    def __init__(self, name: str, target: Any, options: dict[str, Any] | None = None, group: bool = False) -> None:
         self.name = name
         self.__name__ = name  # TRL logs rewards by __name__
         self.options = dict(options or {})
+        self.group = bool(group)
         self._target = target
         self._impl: Callable[..., Any] | None = None
         self._lock = threading.Lock()
@@ -62,12 +69,36 @@ class Reward:
         return self._impl
 
     def __call__(self, prompts: Sequence[str] | None = None, completions: Sequence[str] | None = None,
-                 **columns: Any) -> list[float | None]:
+                 group_ids: Sequence[int] | None = None, **columns: Any) -> list[float | None]:
+        """Score a batch. ``group_ids`` (one per completion) says which completions share a
+        prompt; only a group reward uses it (default: runs of equal consecutive prompts)."""
         if completions is None:
             raise RftgymError(f"reward {self.name!r} needs completions=[...]")
         if prompts is None:
             prompts = [""] * len(completions)
-        return self.impl(prompts=list(prompts), completions=list(completions), **columns)
+        if not self.group:
+            return self.impl(prompts=list(prompts), completions=list(completions), **columns)
+        return self._call_groups(list(prompts), list(completions), group_ids, columns)
+
+    def _call_groups(self, prompts: list, completions: list, group_ids: Sequence[int] | None,
+                     columns: dict[str, Any]) -> list[Any]:
+        n = len(completions)
+        for key, values in columns.items():
+            if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__") or len(values) != n:
+                raise RftgymError(f"group reward {self.name!r}: column {key!r} needs one value per completion ({n})")
+        out: list[Any] = [None] * n
+        impl = self.impl
+        for g, indices in enumerate(split_groups(n, group_ids, prompts)):
+            raw = impl(prompts=[prompts[i] for i in indices], completions=[completions[i] for i in indices],
+                       **{k: [v[i] for i in indices] for k, v in columns.items()})
+            if raw is None or isinstance(raw, (str, bytes, Mapping)) or not hasattr(raw, "__len__") \
+                    or len(raw) != len(indices):
+                got = f"{len(raw)} values" if hasattr(raw, "__len__") and raw is not None else type(raw).__name__
+                raise RftgymError(f"group reward {self.name!r} returned {got} for group {g} of "
+                                  f"{len(indices)} completions; a group reward returns one score per completion")
+            for i, value in zip(indices, raw):
+                out[i] = value
+        return out
 
     def close(self) -> None:
         """Release resources (worker pools, models); the reward can be used again afterwards."""
@@ -85,6 +116,30 @@ class Reward:
 
     def __repr__(self) -> str:
         return f"Reward({self.name!r}, options={self.options!r})"
+
+
+def split_groups(n: int, group_ids: Sequence[int] | None, prompts: Sequence[Any]) -> list[list[int]]:
+    """Indices of each group, groups in order of first appearance, indices ascending.
+
+    ``group_ids`` (one per completion; need not be contiguous) decides; without them, a group
+    is a run of equal consecutive prompts (how ``make_vec`` and TRL lay a batch out).
+    """
+    if group_ids is None:
+        groups: list[list[int]] = []
+        for i in range(n):
+            if groups and prompts[i] == prompts[i - 1]:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        return groups
+    ids = list(group_ids)
+    if len(ids) != n:
+        raise RftgymError(f"got {len(ids)} group ids for {n} completions; pass one group id per completion")
+    by_id: dict[Any, list[int]] = {}
+    for i, gid in enumerate(ids):
+        key = gid.item() if hasattr(gid, "item") else gid
+        by_id.setdefault(key, []).append(i)
+    return list(by_id.values())
 
 
 def _check_options(name: str, fn: Callable[..., Any], options: dict[str, Any], skip_first: bool) -> None:
@@ -122,4 +177,5 @@ def reward_by_name(name: str, **options: Any) -> Reward:
     is given a bare name (``RewardPipeline(["math"])``) resolves it here.
     """
     manager = get_manager()
-    return Reward(name, manager.lookup(manager.rewards, name), options)
+    target = manager.lookup(manager.rewards, name)
+    return Reward(name, target, options, group=manager.rewards.meta(name).get("group", False))

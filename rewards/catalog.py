@@ -9,4 +9,8 @@ BUILTIN_REWARDS: dict[str, str] = {
     "countdown": "rftgym.envs.tasks.countdown:CountdownReward",
     "code": "rftgym.rewards.code:CodeReward",
     "reasoning_gym": "rftgym.rewards.reasoning_gym:ReasoningGymReward",
+    "reward_model_rank": "rftgym.rewards.reward_model_rank:RewardModelRankReward",
 }
+
+GROUP_REWARDS: frozenset[str] = frozenset({"reward_model_rank"})
+"""Built-ins that score one prompt's group of completions per call (registered with ``group=True``)."""

@@ -2,7 +2,9 @@
 
 Contract (docs/internals.md): ``pipeline(prompts, completions, **columns)`` calls every reward
 once with keyword arguments exactly as TRL's ``GRPOTrainer`` does and returns a
-:class:`RewardResult`:
+:class:`RewardResult`. A group reward (``Reward.group``) is called once per group instead —
+the groups given by ``group_ids=`` (the vector env passes them), else runs of equal prompts —
+and the same weights, metrics, timeouts and fault rules apply to its batch of groups:
 
 - ``per_reward[name]`` holds each reward's values (NaN where it returned ``None``,
   i.e. "not applicable");
@@ -151,16 +153,19 @@ class RewardPipeline:
         """name -> the ready ``Reward`` wrapper."""
         return {e.name: e.reward for e in self._entries}
 
-    def __call__(self, prompts: Sequence[Any] | None, completions: Sequence[Any], **columns: Any) -> RewardResult:
-        """Score ``completions`` (with their ``prompts`` and per-sample ``columns``) with every reward."""
+    def __call__(self, prompts: Sequence[Any] | None, completions: Sequence[Any],
+                 group_ids: Sequence[int] | None = None, **columns: Any) -> RewardResult:
+        """Score ``completions`` (with their ``prompts`` and per-sample ``columns``) with every
+        reward; ``group_ids`` (one per completion) tells group rewards which completions share
+        a prompt."""
         if self._frozen:
             states = self._states()
             try:
-                return self._score_all(prompts, completions, columns)
+                return self._score_all(prompts, completions, columns, group_ids)
             finally:
                 for name, state in states.items():
                     self.rewards[name].load_state_dict(state)
-        return self._score_all(prompts, completions, columns)
+        return self._score_all(prompts, completions, columns, group_ids)
 
     def _states(self) -> dict[str, Any]:
         """name -> ``state_dict()`` of each reward that keeps state (set-up ones only)."""
@@ -180,12 +185,17 @@ class RewardPipeline:
         for name, reward_state in state.items():
             self.rewards[name].load_state_dict(reward_state)
 
-    def _score_all(self, prompts: Sequence[Any] | None, completions: Sequence[Any], columns: dict) -> RewardResult:
+    def _score_all(self, prompts: Sequence[Any] | None, completions: Sequence[Any], columns: dict,
+                   group_ids: Sequence[int] | None = None) -> RewardResult:
         completions = _as_list(completions, "completions")
         n = len(completions)
         prompts = [""] * n if prompts is None else _as_list(prompts, "prompts")
         if len(prompts) != n:
             raise RewardError(f"got {len(prompts)} prompts for {n} completions; pass one prompt per completion")
+        if group_ids is not None:
+            group_ids = _as_list(group_ids, "group_ids")
+            if len(group_ids) != n:
+                raise RewardError(f"got {len(group_ids)} group ids for {n} completions; pass one per completion")
         for key, values in columns.items():
             if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__"):
                 raise RewardError(f"column {key!r} must be a list with one value per completion, "
@@ -198,7 +208,7 @@ class RewardPipeline:
         per_reward: dict[str, np.ndarray] = {}
         faults: dict[str, int] = {}
         for entry in self._entries:
-            values, bad = self._score(entry, prompts, completions, columns)
+            values, bad = self._score(entry, prompts, completions, columns, group_ids)
             per_reward[entry.name] = values
             faults[entry.name] = int(bad)
             if entry.weight != 0:
@@ -253,7 +263,7 @@ class RewardPipeline:
 
     # -- scoring one reward ---------------------------------------------------------------
     def _score(self, entry: _Entry, prompts: list[Any], completions: list[Any],
-               columns: dict[str, Any]) -> tuple[np.ndarray, int]:
+               columns: dict[str, Any], group_ids: list[Any] | None = None) -> tuple[np.ndarray, int]:
         """One reward's values for the batch and the number of samples that used the fallback."""
         n = len(completions)
         try:
@@ -266,6 +276,8 @@ class RewardPipeline:
         # Fresh lists per reward, so that one reward mutating its inputs cannot change another's.
         kwargs = {"prompts": list(prompts), "completions": list(completions),
                   **{k: list(v) for k, v in columns.items()}}
+        if entry.reward.group and group_ids is not None:
+            kwargs["group_ids"] = list(group_ids)
         values = np.full(n, np.nan, dtype=np.float64)
         try:
             raw = call_reward(entry.name, entry.reward, kwargs, entry.timeout)

@@ -129,6 +129,8 @@ class Collection:
         results = [RewardResult(total=rewards, per_reward=dict(scored.get("per_reward") or {}),
                                 faults=dict(scored.get("faults") or {})) for rewards, scored, _ in parts]
         metrics = reward_metrics(RewardResult.concat(results))
+        for _, scored, _ in parts:  # the env's own metrics (a curriculum's); the last batch's win
+            metrics.update(scored.get("metrics") or {})
         correct = [np.asarray(scored["correct"], dtype=bool) for _, scored, _ in parts
                    if scored.get("correct") is not None]
         if correct:

@@ -21,10 +21,11 @@ def examples() -> dict[str, str]:
 
 
 def test_the_examples_are_found():
-    assert {"python-tests", "mbpp", "reasoning-gym", "code-reward"} <= set(examples())
+    assert {"python-tests", "mbpp", "reasoning-gym", "code-reward", "curriculum", "reward-model-rank"} <= set(examples())
 
 
-@pytest.mark.parametrize("name", ["python-tests", "mbpp", "reasoning-gym", "code-reward"])
+@pytest.mark.parametrize("name", ["python-tests", "mbpp", "reasoning-gym", "code-reward", "curriculum",
+                                  pytest.param("reward-model-rank", marks=pytest.mark.slow)])
 def test_doc_example_runs(name, capsys):
     if name == "reasoning-gym":
         pytest.importorskip("reasoning_gym")
