@@ -46,6 +46,25 @@ def _weights(tasks: Any) -> dict[str, float]:
                       "rftgym plugins or reasoning_gym.factory.DATASETS lists them")
 
 
+def _composite_options(rg: Any, options: dict) -> dict:
+    """reasoning-gym's own ``composite`` wants ``datasets`` as ``DatasetSpec`` objects; a YAML
+    config gives mappings ``{name, weight, config}``."""
+    from reasoning_gym.composite import DatasetSpec
+
+    specs = options.get("datasets")
+    if not specs:
+        raise ConfigError("reasoning-gym task 'composite' needs config datasets=[{name, weight, config}, ...] "
+                          "(or use tasks={name: weight}, which mixes tasks the same way)")
+    try:
+        options["datasets"] = [spec if isinstance(spec, DatasetSpec) else
+                               DatasetSpec(name=spec["name"], weight=float(spec.get("weight", 1.0)),
+                                           config=dict(spec.get("config") or {})) for spec in specs]
+    except (KeyError, TypeError, AttributeError):
+        raise ConfigError("reasoning-gym composite: each of config.datasets needs a name "
+                          f"(and optional weight, config), got {specs!r}") from None
+    return options
+
+
 @dataclass
 class ReasoningGymTask:
     """Items of one or several reasoning-gym datasets; sampling follows the task weights."""
@@ -90,6 +109,8 @@ class ReasoningGymTask:
         self.datasets = []
         for i, name in enumerate(self.names):
             options = dict(self.config.get(name, {}) if several else self.config)
+            if name == "composite":
+                options = _composite_options(rg, options)
             try:
                 ds = rg.create_dataset(name, size=self.size, seed=seed + 7919 * i, **options)
             except TypeError as exc:
@@ -98,8 +119,10 @@ class ReasoningGymTask:
 
     def _row(self, t: int, index: int) -> dict:
         entry = self.datasets[t][index]
+        # A composite's item names the dataset that made it: that dataset's scorer scores it.
+        source = (entry.get("metadata") or {}).get("source_dataset") or self.names[t]
         return {"prompt": entry["question"] + self.prompt_suffix, "answer": entry["answer"],
-                "rg_task": self.names[t], "rg_entry": entry}
+                "rg_task": source, "rg_entry": entry}
 
     def sample(self, rng: np.random.Generator) -> dict:
         """One item: a task by weight, then an item of it."""
