@@ -79,3 +79,34 @@ def test_reasoning_gyms_own_composite_needs_datasets_and_scores_by_source():
 def test_unknown_task_names_the_closest():
     with pytest.raises(ConfigError, match="did you mean 'leg_counting'"):
         gym.make("rftgym/ReasoningGym-v0", tasks="leg_countin")
+
+
+def test_rftgym_plugins_lists_the_reasoning_gym_tasks(run_cli):
+    import json
+    import os
+    from pathlib import Path
+
+    # the rftgym under test (a worktree on PYTHONPATH), not whichever is installed
+    path = [Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    proc = run_cli("plugins", "--json", pythonpath=path)
+    assert proc.returncode == 0, proc.stderr
+    builtin = next(p for p in json.loads(proc.stdout)["plugins"] if p["name"] == "rftgym.builtin")
+    assert builtin["env_tasks"]["rftgym/ReasoningGym-v0"] == sorted(rg.factory.DATASETS)
+    text = run_cli("plugins", pythonpath=path).stdout
+    assert f"tasks of rftgym/ReasoningGym-v0: ({len(rg.factory.DATASETS)}) ab, " in text
+
+
+def test_without_the_extra_the_listing_says_how_to_install_it(monkeypatch):
+    from rftgym.envs.tasks import reasoning_gym as task_module
+    from rftgym.errors import RftgymError
+    from rftgym.plugins.manager import get_manager
+
+    def missing():
+        raise RftgymError(task_module.INSTALL_HINT)
+
+    monkeypatch.setattr(task_module, "import_reasoning_gym", missing)
+    manager = get_manager()
+    manager.load_builtins()
+    listed = manager.env_tasks("rftgym.builtin")
+    assert list(listed) == ["rftgym/ReasoningGym-v0"]
+    assert "pip install 'rftgym[reasoning-gym]'" in listed["rftgym/ReasoningGym-v0"]
