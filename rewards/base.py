@@ -69,7 +69,7 @@ class Reward:
         return self._impl
 
     def __call__(self, prompts: Sequence[str] | None = None, completions: Sequence[str] | None = None,
-                 group_ids: Sequence[int] | None = None, **columns: Any) -> list[float | None]:
+                 *, group_ids: Sequence[int] | None = None, **columns: Any) -> list[float | None]:
         """Score a batch. ``group_ids`` (one per completion) says which completions share a
         prompt; only a group reward uses it (default: runs of equal consecutive prompts)."""
         if completions is None:

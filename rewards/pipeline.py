@@ -153,7 +153,7 @@ class RewardPipeline:
         """name -> the ready ``Reward`` wrapper."""
         return {e.name: e.reward for e in self._entries}
 
-    def __call__(self, prompts: Sequence[Any] | None, completions: Sequence[Any],
+    def __call__(self, prompts: Sequence[Any] | None, completions: Sequence[Any], *,
                  group_ids: Sequence[int] | None = None, **columns: Any) -> RewardResult:
         """Score ``completions`` (with their ``prompts`` and per-sample ``columns``) with every
         reward; ``group_ids`` (one per completion) tells group rewards which completions share
