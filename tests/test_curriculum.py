@@ -25,7 +25,8 @@ def by_difficulty(prompts, completions, answer, **columns):
     out = []
     for completion, a in zip(completions, answer):
         i = int(a)
-        out.append(1.0 if i in EASY else 0.0 if i in HARD else float(int(completion) % 2 == 0))
+        even = completion.isdigit() and int(completion) % 2 == 0   # check_env sends random text too
+        out.append(1.0 if i in EASY else 0.0 if i in HARD else float(even))
     return out
 
 
@@ -200,3 +201,24 @@ def test_run_logs_curriculum_metrics_and_resumes_bit_exactly(assets, tmp_path):
     assert state_s["source"]["attempts"] == state_r["source"]["attempts"] and sum(state_s["source"]["attempts"]) > 0
     a, b = load_file(straight / "final" / "model.safetensors"), load_file(resumed / "final" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_single_env_records_too_and_passes_check_env():
+    import gymnasium
+    from gymnasium.utils.env_checker import check_env
+
+    env = gymnasium.make("rftgym/PromptDataset-v0", dataset=ROWS, reward=("diff", by_difficulty, 1.0), check=None,
+                         curriculum={"min_attempts": 1})
+    check_env(env.unwrapped)
+    env.reset(seed=0)
+    source = env.unwrapped.source
+    for _ in range(30):
+        _, info = env.reset()
+        env.step("0")
+    assert source.attempts.sum() == 30
+    # "0" passes every mixed row too, so after one try each (min_attempts=1) every row is settled:
+    # nothing is drawable any more and draws fall back to the skipped rows, uniformly
+    metrics = source.metrics()
+    assert metrics["curriculum/active"] == 0 and metrics["curriculum/unseen"] == 0
+    assert metrics["curriculum/solved"] == 0.7 and metrics["curriculum/unsolved"] == 0.3
+    env.close()
