@@ -91,9 +91,9 @@ class Reward:
         for g, indices in enumerate(split_groups(n, group_ids, prompts)):
             raw = impl(prompts=[prompts[i] for i in indices], completions=[completions[i] for i in indices],
                        **{k: [v[i] for i in indices] for k, v in columns.items()})
-            if raw is None or isinstance(raw, (str, bytes, Mapping)) or not hasattr(raw, "__len__") \
-                    or len(raw) != len(indices):
-                got = f"{len(raw)} values" if hasattr(raw, "__len__") and raw is not None else type(raw).__name__
+            listlike = raw is not None and not isinstance(raw, (str, bytes, Mapping)) and hasattr(raw, "__len__")
+            if not listlike or len(raw) != len(indices):
+                got = f"{len(raw)} values" if listlike else f"a {type(raw).__name__}"
                 raise RftgymError(f"group reward {self.name!r} returned {got} for group {g} of "
                                   f"{len(indices)} completions; a group reward returns one score per completion")
             for i, value in zip(indices, raw):
