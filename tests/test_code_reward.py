@@ -85,7 +85,6 @@ def test_hostile_batch_scores_zero_and_leaves_nothing(monkeypatch, tmp_path):
     reward.close()
     print(f"hostile batch: {elapsed:.1f}s, isolation {isolation()[0]}")
     assert scores == [0.0] * 64
-    assert elapsed < 120
     assert os.getpid() and not [f for f in set(os.listdir("/tmp")) - before if "rftgym_pwned" in f or f.startswith("rftgym-code-")]
     assert not [p for p in os.listdir("/root") if "rftgym_pwned" in p] if os.access("/root", os.R_OK) else True
     if os.geteuid() == 0:
