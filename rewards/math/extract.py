@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from typing import Iterable, NamedTuple
 
+from ...answers import boxed_all, hash_answer, peel_box
+
 STRATEGIES = ("boxed", "hash", "answer_is", "dollar", "last_number")
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
 _MAX_SCAN = 20_000  # the final answer sits at the end; only the tail is scanned by the regexes
 
 
@@ -27,56 +28,6 @@ class Extracted(NamedTuple):
     labelled: tuple[str, ...] = ()
 
 
-def _brace_matches(text: str) -> dict[int, int]:
-    """``{index of "{": index of its "}"}`` for every balanced group, in one pass (``\\``
-    escapes the next character). Matching each box separately was quadratic on a completion
-    that repeats ``\\boxed{`` without closing it."""
-    matches: dict[int, int] = {}
-    stack: list[int] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "{":
-            stack.append(i)
-        elif c == "}" and stack:
-            matches[stack.pop()] = i
-        i += 1
-    return matches
-
-
-def boxed_all(text: str) -> list[tuple[str, int, int]]:
-    """Every ``\\boxed{…}``/``\\fbox{…}`` (and ``\\boxed 5``) as ``(content, start, end)``."""
-    found: list[tuple[str, int, int]] = []
-    matches: dict[int, int] | None = None
-    for cmd in _BOX_COMMANDS:
-        pos = text.find(cmd)
-        while pos != -1:
-            after = pos + len(cmd)
-            j = after
-            while j < len(text) and text[j] == " ":
-                j += 1
-            if j < len(text) and text[j] == "{":
-                if matches is None:
-                    matches = _brace_matches(text)
-                close = matches.get(j)
-                if close is not None:
-                    found.append((text[j + 1:close], pos, close + 1))
-            elif j > after and j < len(text):  # "\boxed 5": one token after a space
-                m = re.match(r"[^\s$]+", text[j:j + 200])
-                if m:
-                    found.append((m.group(0), pos, j + m.end()))
-            pos = text.find(cmd, after)
-    found.sort(key=lambda t: t[1])
-    outermost: list[tuple[str, int, int]] = []
-    for box in found:  # \boxed{\boxed{9}}: the inner box is part of the outer answer
-        if not outermost or box[1] >= outermost[-1][2]:
-            outermost.append(box)
-    return outermost
-
-
 # Words joining two boxes that make them one hedged answer rather than a revision.
 _HEDGE_JOINERS = {"", ",", "or", "and", "/", ";", "or maybe", "or possibly", "either"}
 
@@ -89,7 +40,7 @@ def _last_box(text: str) -> Extracted | None:
     boxes = boxed_all(text)
     if not boxes:
         return None
-    run = [boxes[-1][0].strip()]  # the last box and the boxes joined to it, last first
+    run = [peel_box(boxes[-1][0])]  # the last box and the boxes joined to it, last first
     for (prev, prev_start, prev_end), (_, start, _) in zip(reversed(boxes[:-1]), reversed(boxes[1:])):
         between = text[prev_end:start]
         label = _LABEL.search(between[-40:])
@@ -101,7 +52,7 @@ def _last_box(text: str) -> Extracted | None:
         joiner = re.sub(r"[\s$\\()\[\]{}]|text|quad", "", between).strip().lower()
         if re.sub(r"\s+", " ", joiner) not in _HEDGE_JOINERS:
             break
-        run.append(prev.strip())
+        run.append(peel_box(prev))
     hedge = len(set(run)) > 1
     return Extracted(run[0], "boxed", hedge, tuple(reversed(run)) if hedge else (), _labelled(text, boxes))
 
@@ -120,7 +71,6 @@ def _labelled(text: str, boxes: list[tuple[str, int, int]]) -> tuple[str, ...]:
     return tuple(reversed(labelled)) if len(labelled) > 1 else ()
 
 
-_HASH = re.compile(r"####\s*([^\n]*)")
 # "answer is" extraction: the LAST lead-in on its own, then the text after it up to a full
 # stop or a newline. (A lead-in and its answer as one pattern matched the first lead-in of
 # Minerva's "Final Answer: The final answer is $2$." and its ``.+?``-then-lookahead was
@@ -239,9 +189,9 @@ def extract(text: str, strategies: Iterable[str] = STRATEGIES) -> Extracted | No
             if found is not None:
                 return found
         elif strategy == "hash":
-            m = _last_match(_HASH, tail)
-            if m and m.group(1).strip():
-                return Extracted(m.group(1).strip(), "hash")
+            answer = hash_answer(tail)
+            if answer is not None:
+                return Extracted(answer, "hash")
         elif strategy == "answer_is":
             answer = _answer_is(tail)
             if answer is not None:
@@ -270,11 +220,11 @@ def unwrap_gold(gold: str) -> str:
     """A gold answer as stored in datasets: bare LaTeX, a GSM8K ``… #### 42`` solution, or a
     MATH solution with a ``\\boxed{}``; returns the answer part."""
     if "####" in gold:
-        return gold.rsplit("####", 1)[1].strip()
+        return hash_answer(gold) or ""
     if "\\boxed" in gold or "\\fbox" in gold:
         boxes = boxed_all(gold)
         if len(boxes) > 1 and len(gold) < 500:  # "\\boxed{1} and \\boxed{-2}": a gold of several values
-            return ", ".join(b[0].strip() for b in boxes)
+            return ", ".join(peel_box(b[0]) for b in boxes)
         found = _last_box(gold)
         if found is not None:
             return found.text
