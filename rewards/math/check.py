@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 from .extract import unwrap_gold
 from .guard import MAX_ANSWER_CHARS, refuse_reason
-from .text import PlainNumber, clean_unicode, numbers_match, parse_plain_number, split_percent, strip_noise
+from .text import (PlainNumber, clean_unicode, numbers_match, parse_plain_number, split_percent, split_top_level,
+                   strip_noise)
 
 PERCENT_POLICIES = ("both", "fraction", "number")
 # "rftgym": rftgym's own parser and comparison only; "rftgym+math-verify": math-verify is asked
@@ -56,7 +57,8 @@ class Prepared(NamedTuple):
 
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _BOXED = re.compile(r"^\\(?:boxed|fbox)\s*\{(.*)\}$", re.DOTALL)
-_LETTER = re.compile(r"^\(?([A-J])\)?$")
+# A choice letter, alone or with its option's text ("C. x = 42", "(B) 12 cm").
+_LETTER = re.compile(r"^\(?([A-J])\)?(?:$|[.:)]\s+\S|(?<=\))\s+\S)")
 _LETTER_PRED = re.compile(r"^(?:option\s+|choice\s+)?\(?([A-J])\)?(?:[.:)]|\s|$)", re.IGNORECASE)
 # Another standalone choice letter after the chosen one ("A and B", "(A) (B) (C) (D)"): a hedge.
 _OTHER_LETTER = re.compile(r"(?<![A-Za-z\\])[A-J](?![A-Za-z])")
@@ -122,12 +124,20 @@ def _untext(s: str) -> str:
 
 
 def clean_answer(text: str) -> str:
-    """Unicode clean-up, display noise and an outer ``\\boxed{}`` removed."""
+    """Unicode clean-up, display noise and an outer ``\\boxed{}`` removed; a comma list in
+    plain braces (``{1,2,3}``, which LaTeX prints without braces) read as the set ``\\{1,2,3\\}``."""
     s = strip_noise(clean_unicode(text))
     m = _BOXED.match(s)
     if m:
         s = strip_noise(m.group(1))
-    return s
+    return _braces_as_set(s)
+
+
+def _braces_as_set(s: str) -> str:
+    if not (s.startswith("{") and s.endswith("}")):
+        return s
+    parts = split_top_level(s[1:-1])
+    return f"\\{{{s[1:-1]}\\}}" if parts is not None and len(parts) > 1 and all(p.strip() for p in parts) else s
 
 
 def _plain(text: str, opts: CheckOptions) -> tuple[list, bool] | None:
@@ -178,7 +188,10 @@ def precheck(gold: str, pred: str, opts: CheckOptions) -> Prepared:
             end = prose.start() if prose else len(pt)
             if any(o.group(0) != m.group(1) for o in others.finditer(pt, m.end(), end)):
                 return Prepared(g, p, False, "multiple choice hedge")
-        return Prepared(g, p, bool(m) and m.group(1).upper() == letter.group(1), "multiple choice")
+        if m or letter.end() == len(gt):
+            return Prepared(g, p, bool(m) and m.group(1).upper() == letter.group(1), "multiple choice")
+        # "C. x = 42" answered by the option's content rather than its letter
+        g = gt = gt[letter.end() - 1:].strip()
     if _WORD.match(gt) and _WORD.match(pt) and _LONG_WORD.search(gt):
         return Prepared(g, p, gt.strip().lower() == pt.strip().lower(), "words")
     gold_num, pred_num = _plain(g, opts), _plain(p, opts)

@@ -26,6 +26,7 @@ class Extracted(NamedTuple):
     hedge: bool = False
     parts: tuple[str, ...] = ()
     labelled: tuple[str, ...] = ()
+    end: int = -1  # where a box ends in the text scanned (boxed only)
 
 
 # Words joining two boxes that make them one hedged answer rather than a revision.
@@ -33,7 +34,12 @@ _HEDGE_JOINERS = {"", ",", "or", "and", "/", ";", "or maybe", "or possibly", "ei
 
 
 # A variable named just before a box: "x = \boxed{…}", "$x=\boxed{…}".
-_LABEL = re.compile(r"([A-Za-z])\s*=\s*\$?\s*$")
+# A subscript belongs to the name: "y_1 = \boxed{…}", "y_{2}=\boxed{…}".
+_LABEL = re.compile(r"([A-Za-z](?:_\{?[A-Za-z0-9]{1,3}\}?)?)\s*=\s*\$?\s*$")
+
+
+def _label_name(label: re.Match[str]) -> str:
+    return label.group(1).replace("{", "").replace("}", "")  # y_{1} and y_1 name one variable
 
 
 def _last_box(text: str) -> Extracted | None:
@@ -46,7 +52,7 @@ def _last_box(text: str) -> Extracted | None:
         label = _LABEL.search(between[-40:])
         if label:  # "x=\boxed{2} or x=\boxed{-3}": one variable twice; "a=…, b=…" are two answers
             earlier = _LABEL.search(text[max(0, prev_start - 40):prev_start])
-            if earlier is None or earlier.group(1) != label.group(1):
+            if earlier is None or _label_name(earlier) != _label_name(label):
                 break
             between = between[:len(between) - len(between[-40:]) + label.start()]
         joiner = re.sub(r"[\s$\\()\[\]{}]|text|quad", "", between).strip().lower()
@@ -54,7 +60,8 @@ def _last_box(text: str) -> Extracted | None:
             break
         run.append(peel_box(prev))
     hedge = len(set(run)) > 1
-    return Extracted(run[0], "boxed", hedge, tuple(reversed(run)) if hedge else (), _labelled(text, boxes))
+    return Extracted(run[0], "boxed", hedge, tuple(reversed(run)) if hedge else (), _labelled(text, boxes),
+                     boxes[-1][2])
 
 
 def _labelled(text: str, boxes: list[tuple[str, int, int]]) -> tuple[str, ...]:
@@ -64,10 +71,10 @@ def _labelled(text: str, boxes: list[tuple[str, int, int]]) -> tuple[str, ...]:
     seen: set[str] = set()
     for content, start, _ in reversed(boxes):
         label = _LABEL.search(text[max(0, start - 40):start])
-        if label is None or label.group(1) in seen:
+        if label is None or _label_name(label) in seen:
             break
-        seen.add(label.group(1))
-        labelled.append(f"{label.group(1)}={content.strip()}")
+        seen.add(_label_name(label))
+        labelled.append(f"{_label_name(label)}={content.strip()}")
     return tuple(reversed(labelled)) if len(labelled) > 1 else ()
 
 
@@ -76,6 +83,7 @@ def _labelled(text: str, boxes: list[tuple[str, int, int]]) -> tuple[str, ...]:
 # Minerva's "Final Answer: The final answer is $2$." and its ``.+?``-then-lookahead was
 # quadratic on a long line of spaces.)
 _ANSWER_LEAD = re.compile(r"(?:final\s+answer|the\s+answer|answer)\s*(?:is|:|=)\s*:?\s*", re.IGNORECASE)
+_HAS_MATH = re.compile(r"\d|\\[A-Za-z]")
 _ANSWER_END = re.compile(r"\.(?:\s|$)|\n")
 # Where the answer ends and its justification starts: "42, since …", "42 because …". A comma
 # before a number or "or"/"and" stays: "1, 2, 3" is a list, "5, or 6" a hedge for the checker.
@@ -181,12 +189,19 @@ def _last_math(tail: str) -> Extracted | None:
 
 def extract(text: str, strategies: Iterable[str] = STRATEGIES) -> Extracted | None:
     """The final answer of ``text`` by the first strategy that finds one, or None."""
+    strategies = tuple(strategies)
     text = strip_chat_debris(text)
     tail = text[-_MAX_SCAN:]
     for strategy in strategies:
         if strategy == "boxed":
-            found = _last_box(text if len(text) <= 4 * _MAX_SCAN else tail)
+            scanned = text if len(text) <= 4 * _MAX_SCAN else tail
+            found = _last_box(scanned)
             if found is not None:
+                later = _answer_is(scanned[found.end:][-_MAX_SCAN:]) if "answer_is" in strategies else None
+                # "\boxed{200} … \boxed{255} … Final Answer: The final answer is $10,455$": a
+                # stated answer after the last box is the one the solution ends on
+                if later is not None and _HAS_MATH.search(later):
+                    return Extracted(later, "answer_is")
                 return found
         elif strategy == "hash":
             answer = hash_answer(tail)
