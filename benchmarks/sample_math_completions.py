@@ -67,15 +67,28 @@ PROBLEMS = [
 RG_TASKS = ("basic_arithmetic", "gsm_symbolic", "simple_equations", "fraction_simplification",
             "decimal_arithmetic", "lcm", "gcd", "prime_factorization", "products", "chain_sum")
 BOXED_SUFFIX = " Put the final answer in \\boxed{}."
+# ``--easy``: the same generators with small numbers (their own config fields), so that a
+# 135M model gets some right and the labels are not nearly all False.
+RG_EASY = {
+    "basic_arithmetic": dict(max_terms=2, max_digits=2, allow_parentheses=False, allow_negation=False),
+    "chain_sum": dict(max_terms=3, max_digits=2),
+    "products": dict(max_digits=2),
+    "gcd": dict(max_value=40),
+    "lcm": dict(max_value=12),
+    "simple_equations": dict(max_terms=2, max_value=12),
+    "fraction_simplification": dict(max_value=12, max_factor=6),
+    "decimal_arithmetic": dict(min_num_decimal_places=1, max_num_decimal_places=1, max_terms=2),
+}
 
 
-def reasoning_gym_problems(per_task: int, seed: int) -> list[tuple[str, str, str]]:
+def reasoning_gym_problems(per_task: int, seed: int, easy: bool = False) -> list[tuple[str, str, str]]:
     """``(question, gold, task)`` from reasoning-gym's generators, ``per_task`` of each task."""
     import reasoning_gym
 
     out = []
-    for task in RG_TASKS:
-        for item in reasoning_gym.create_dataset(task, size=per_task, seed=seed):
+    for task in (RG_EASY if easy else RG_TASKS):
+        options = RG_EASY[task] if easy else {}
+        for item in reasoning_gym.create_dataset(task, size=per_task, seed=seed, **options):
             out.append((str(item["question"]), str(item["answer"]), task))
     return [(q + BOXED_SUFFIX if i % 2 else q, g, t) for i, (q, g, t) in enumerate(out)]
 
@@ -89,6 +102,7 @@ def main() -> None:
     ap.add_argument("--source", choices=("builtin", "reasoning-gym"), default="builtin")
     ap.add_argument("--per-task", type=int, default=6)
     ap.add_argument("--rg-seed", type=int, default=2026)
+    ap.add_argument("--easy", action="store_true", help="reasoning-gym with small numbers (RG_EASY)")
     args = ap.parse_args()
     import importlib.util
 
@@ -106,8 +120,8 @@ def main() -> None:
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name).eval()
     if args.source == "reasoning-gym":
-        problems = reasoning_gym_problems(args.per_task, args.rg_seed)
-        source = f"reasoning-gym seed={args.rg_seed}"
+        problems = reasoning_gym_problems(args.per_task, args.rg_seed, args.easy)
+        source = f"reasoning-gym seed={args.rg_seed}" + (" easy" if args.easy else "")
     else:
         problems = [(q, g, "builtin") for q, g in PROBLEMS]
         source = "written for this benchmark"

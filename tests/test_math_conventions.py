@@ -103,3 +103,29 @@ def test_one_subscripted_variable_twice_is_a_hedge():
     found = extract("$t_1 = \\boxed{4}$ or $t_1 = \\boxed{5}$", ("boxed",))
     assert found.hedge
     assert not verify("4", "$t_1 = \\boxed{4}$ or $t_1 = \\boxed{5}$")
+
+
+# -- equations equal up to rearrangement and a constant factor --------------------------------
+@pytest.mark.parametrize("gold, pred, ok", [
+    ("3x - 6y = 9", "y = \\frac{x}{2} - \\frac{3}{2}", True),
+    ("\\frac{x^2}{9} + \\frac{y^2}{4} = 1", "4x^2 + 9y^2 = 36", True),
+    ("x + y = 1", "x + y = 2", False),
+    ("x + y = 1", "x + z = 1", False),
+    ("x^2 = 9", "x = 3", False),                                  # not a constant multiple
+])
+def test_scaled_equations(gold, pred, ok):
+    assert verify(gold, pred) is ok
+
+
+def test_a_no_between_exact_polynomials_is_final():
+    import sympy
+
+    from rftgym.rewards.math.second_opinion import exact_polynomials
+
+    x, y, o, d = sympy.symbols("x y o d")
+    assert exact_polynomials([x**2 + 1], [x**3 + 1])
+    assert exact_polynomials([sympy.Eq(x + y, 1)], [sympy.Eq(x + y, 2)])
+    assert not exact_polynomials([o * d * d], [x + 1])          # a word read as a product
+    assert not exact_polynomials([x + 1], [y + 1])               # different names
+    assert not exact_polynomials([x + sympy.Float(0.5)], [x + 1])
+    assert not exact_polynomials([x + 1, x], [x + 2])            # several readings

@@ -236,7 +236,7 @@ def check_parsed(gold: str, pred: str, opts: CheckOptions, own_seconds: float | 
 def _check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
     from .equiv import Context, equivalent
     from .parse import parse_answer
-    from .second_opinion import exact_numbers
+    from .second_opinion import exact_numbers, exact_polynomials
 
     # MemoryError/RecursionError are resource limits, not verdicts: they propagate to the
     # worker, which answers "memory limit"/"recursion limit" (and the verifier does not cache
@@ -265,8 +265,8 @@ def _check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
                 raise
             except Exception:  # noqa: BLE001 - sympy raises many types on odd objects
                 continue
-    if exact_numbers(golds) and exact_numbers(preds):
-        return False, "different"  # exact values compared exactly: final
+    if (exact_numbers(golds) and exact_numbers(preds)) or exact_polynomials(golds, preds):
+        return False, "different"  # exact values (or polynomials) compared exactly: final
     signal.setitimer(signal.ITIMER_REAL, 0)  # math-verify sets its own alarms
     return _second_opinion(gold, pred, opts, "different")
 
