@@ -129,3 +129,33 @@ def test_a_no_between_exact_polynomials_is_final():
     assert not exact_polynomials([x + 1], [y + 1])               # different names
     assert not exact_polynomials([x + sympy.Float(0.5)], [x + 1])
     assert not exact_polynomials([x + 1, x], [x + 2])            # several readings
+
+
+# -- mixed numbers ----------------------------------------------------------------------------
+@pytest.mark.parametrize("gold, pred, ok", [
+    ("2 3/4", "2.75", True), ("2 3/4", "\\frac{11}{4}", True), ("-1 1/3", "-\\frac{4}{3}", True),
+    ("5\\frac{1}{2}", "5.5", True), ("5\\frac{1}{2}", "\\frac{5}{2}", False),
+    ("2 3/4", "1.5", False),                                      # not 2 * 3/4
+])
+def test_mixed_numbers(gold, pred, ok):
+    assert precheck(gold, pred, CheckOptions()).verdict is ok
+
+
+def test_an_improper_fraction_after_a_number_is_not_a_mixed_number():
+    from rftgym.rewards.math.text import parse_plain_number
+
+    assert parse_plain_number("2 5/4") is None
+    assert parse_plain_number("4\\frac{2}{2}") is None
+
+
+# -- a gold that is a worked solution without a box -------------------------------------------
+def test_unboxed_solution_gold_gives_its_stated_answer():
+    from rftgym.rewards.math.extract import unwrap_gold
+
+    gold = ("The train covers $60 \\cdot 2 = 120$ miles in the first two hours and $45 \\cdot 3 = 135$ miles "
+            "after that, so together it travels $120 + 135 = 255$ miles over the whole trip, as asked. "
+            "Final Answer: The final answer is $255$. I hope it is correct.")
+    assert unwrap_gold(gold) == "$255$"
+    assert verify(gold, "\\boxed{255}")
+    assert not verify(gold, "\\boxed{135}")
+    assert unwrap_gold("the answer is 4 apples") == "the answer is 4 apples"  # short: left as written

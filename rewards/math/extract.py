@@ -13,6 +13,7 @@ from ...answers import boxed_all, hash_answer, peel_box
 
 STRATEGIES = ("boxed", "hash", "answer_is", "dollar", "last_number")
 _MAX_SCAN = 20_000  # the final answer sits at the end; only the tail is scanned by the regexes
+_SOLUTION_CHARS = 200  # a gold this long with prose in it is a worked solution, not an answer
 
 
 class Extracted(NamedTuple):
@@ -243,4 +244,9 @@ def unwrap_gold(gold: str) -> str:
         found = _last_box(gold)
         if found is not None:
             return found.text
+    if len(gold) > _SOLUTION_CHARS and _PROSE_WORD.search(gold):
+        # a worked solution without a box: "… Final Answer: The final answer is $28\%$."
+        stated = _answer_is(gold[-_MAX_SCAN:])
+        if stated is not None:
+            return stated
     return gold.strip()

@@ -110,6 +110,7 @@ _DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
 _SCIENTIFIC = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d{1,3}$")
 _SIMPLE_FRACTION = re.compile(r"^([+-]?\d+)\s*/\s*([+-]?\d+)$")
 _LATEX_FRACTION = re.compile(r"^([+-]?)\\frac\s*\{\s*([+-]?\d+)\s*\}\s*\{\s*(\d+)\s*\}$")
+_MIXED_NUMBER = re.compile(r"^([+-]?)(\d+)(?:\s+(\d+)/(\d+)|\s*\\frac\s*\{\s*(\d+)\s*\}\s*\{\s*(\d+)\s*\})$")
 _MAX_DIGITS = 200  # longer digit strings go to the worker, which is time- and memory-limited
 
 
@@ -150,6 +151,12 @@ def parse_plain_number(text: str, comma_decimal: bool = True) -> PlainNumber | N
     if m is not None:
         num, den = int(m.group(1)), int(m.group(2))
         return None if den == 0 else PlainNumber(Fraction(num, den), False)
+    m = _MIXED_NUMBER.match(s)
+    if m is not None:  # "3 1/4", "3\frac{1}{4}": a whole number and a proper fraction
+        whole, num, den = int(m.group(2)), int(m.group(3) or m.group(5)), int(m.group(4) or m.group(6))
+        if 0 < num < den:
+            value = whole + Fraction(num, den)
+            return PlainNumber(-value if m.group(1) == "-" else value, False)
     m = _LATEX_FRACTION.match(s)
     if m is not None:
         num, den = int(m.group(2)), int(m.group(3))
