@@ -159,3 +159,14 @@ def test_unboxed_solution_gold_gives_its_stated_answer():
     assert verify(gold, "\\boxed{255}")
     assert not verify(gold, "\\boxed{135}")
     assert unwrap_gold("the answer is 4 apples") == "the answer is 4 apples"  # short: left as written
+
+
+# -- a matrix written as an array --------------------------------------------------------------
+@pytest.mark.parametrize("pred, ok", [
+    ("\\left(\\begin{array}{cc}5 & 0 \\\\ 0 & 7\\end{array}\\right)", True),
+    ("\\left[\\begin{array}{c|c}5 & 0 \\\\ 0 & 7\\end{array}\\right]", True),
+    ("\\begin{array}{cc}5 & 0 \\\\ 0 & 7\\end{array}", True),
+    ("\\left[\\begin{array}{cc}5 & 0 \\\\ 0 & 8\\end{array}\\right]", False),
+])
+def test_array_as_matrix(pred, ok):
+    assert verify("\\begin{pmatrix}5 & 0 \\\\ 0 & 7\\end{pmatrix}", pred) is ok

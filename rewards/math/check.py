@@ -130,7 +130,18 @@ def clean_answer(text: str) -> str:
     m = _BOXED.match(s)
     if m:
         s = strip_noise(m.group(1))
-    return _braces_as_set(s)
+    return _array_as_matrix(_braces_as_set(s))
+
+
+# "\left[\begin{array}{cc}1 & 2 \\ 3 & 4\end{array}\right]": a matrix written as an array in brackets
+_ARRAY = re.compile(r"^[\[(]?\s*\\begin\{array\}\{[lcr|\s]*\}(.*)\\end\{array\}\s*[\])]?$", re.DOTALL)
+
+
+def _array_as_matrix(s: str) -> str:
+    m = _ARRAY.match(s)
+    if m is None or (s[0] in "[(") != (s[-1] in "])"):
+        return s
+    return f"\\begin{{pmatrix}}{m.group(1)}\\end{{pmatrix}}"
 
 
 def _braces_as_set(s: str) -> str:
