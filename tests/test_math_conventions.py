@@ -170,3 +170,16 @@ def test_unboxed_solution_gold_gives_its_stated_answer():
 ])
 def test_array_as_matrix(pred, ok):
     assert verify("\\begin{pmatrix}5 & 0 \\\\ 0 & 7\\end{pmatrix}", pred) is ok
+
+
+# -- times of day ------------------------------------------------------------------------------
+@pytest.mark.parametrize("gold, pred, ok", [
+    ("17:45", "17:45:00", True), ("17:45", "05:45 \\text{P.M.}", True), ("17:45", "5:45 pm", True),
+    ("17:45", "5:45", False), ("12:00", "1:00", False), ("12:10 am", "0:10", True), ("9:05 a.m.", "09:05", True),
+])
+def test_times_of_day(gold, pred, ok):
+    assert precheck(gold, pred, CheckOptions()).verdict is ok
+
+
+def test_ratios_are_not_times():
+    assert precheck("3:4", "6:8", CheckOptions()).reason != "times of day"

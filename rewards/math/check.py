@@ -151,6 +151,26 @@ def _braces_as_set(s: str) -> str:
     return f"\\{{{s[1:-1]}\\}}" if parts is not None and len(parts) > 1 and all(p.strip() for p in parts) else s
 
 
+# A time of day: "20:34", "8:34:00", "08:34 P.M." (two-digit minutes, so a ratio "3:4" is not one).
+_CLOCK = re.compile(r"^(\d{1,2}):([0-5]\d)(?::([0-5]\d))?\s*(?:([ap])\.?\s*m\.?)?$", re.IGNORECASE)
+
+
+def _clock(text: str) -> int | None:
+    """Seconds after midnight of a time of day, or None. ``12:05 am`` is 0:05, ``12:05 pm`` 12:05."""
+    m = _CLOCK.match(text.strip())
+    if m is None:
+        return None
+    hours, minutes, seconds = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    half = (m.group(4) or "").lower()
+    if half:
+        if not 1 <= hours <= 12:
+            return None
+        hours = hours % 12 + (12 if half == "p" else 0)
+    elif hours > 23:
+        return None
+    return (hours * 60 + minutes) * 60 + seconds
+
+
 def _plain(text: str, opts: CheckOptions) -> tuple[list, bool] | None:
     body, is_percent = split_percent(text)
     number = parse_plain_number(body, opts.comma_decimal)
@@ -186,6 +206,9 @@ def precheck(gold: str, pred: str, opts: CheckOptions) -> Prepared:
             return Prepared(g, p, False, f"{side} refused: {reason}")
     if _HEDGE.search(p) and not _HEDGE.search(g):
         return Prepared(g, p, False, "hedged answer")
+    gold_time, pred_time = _clock(_untext(g)), _clock(_untext(p))  # before "P.M." is dropped as a unit
+    if gold_time is not None and pred_time is not None:
+        return Prepared(g, p, gold_time == pred_time, "times of day")
     g, p = _strip_plain_units(_UNIT.sub(r"\1", g), _UNIT.sub(r"\1", p))
     gt, pt = _untext(g), _untext(p)
     letter = _LETTER.match(gt)
