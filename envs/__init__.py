@@ -23,7 +23,7 @@ Example (the reward here is a hand-written exact match; the default for arithmet
 
 Public names: :class:`~rftgym.envs.bandit.PromptBanditEnv`,
 :class:`~rftgym.envs.vector.PromptBanditVectorEnv`, :func:`~rftgym.envs.sources.build_source`,
-:func:`~rftgym.envs.answers.extract_answer`, :class:`~rftgym.envs.spaces.AnyText`, and the tasks
+:func:`~rftgym.answers.extract_answer`, :class:`~rftgym.envs.spaces.AnyText`, and the tasks
 :class:`~rftgym.envs.tasks.arithmetic.ArithmeticTask` and
 :class:`~rftgym.envs.tasks.countdown.CountdownTask` (with ``CountdownReward``).
 """

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..errors import ConfigError, closest
-from .answers import ANSWER_FORMATS, extract_answer
+from ..answers import ANSWER_FORMATS, extract_answer
 from .loading import DataError, load_data, pick_split
 
 ORDERS = ("random", "sequential")

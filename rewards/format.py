@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Mapping, Sequence
 
-from ..envs.answers import last_boxed  # the one balanced-brace scan (\\boxed, \\fbox, escapes)
+from ..answers import last_boxed  # the one box scanner (rftgym/answers.py)
 from ..errors import ConfigError, RftgymError
 
 _TAG = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")

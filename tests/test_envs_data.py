@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from rftgym.envs.answers import extract_answer, last_boxed
+from rftgym.answers import extract_answer, last_boxed
 from rftgym.envs.bandit import PromptBanditEnv
 from rftgym.envs.loading import DataError
 from rftgym.envs.vector import PromptBanditVectorEnv

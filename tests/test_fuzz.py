@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rftgym.envs.answers import ANSWER_FORMATS, extract_answer
+from rftgym.answers import ANSWER_FORMATS, extract_answer
 from rftgym.envs.tasks import countdown
 from rftgym.rewards.math import check as math_check, extract as math_extract, parse as math_parse
 from rftgym.rewards.math import MathReward, completion_text, verify

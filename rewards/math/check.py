@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 from .extract import unwrap_gold
 from .guard import MAX_ANSWER_CHARS, refuse_reason
-from .text import PlainNumber, clean_unicode, numbers_match, parse_plain_number, split_percent, strip_noise
+from .text import (PlainNumber, clean_unicode, numbers_match, parse_plain_number, split_percent, split_top_level,
+                   strip_noise)
 
 PERCENT_POLICIES = ("both", "fraction", "number")
 # "rftgym": rftgym's own parser and comparison only; "rftgym+math-verify": math-verify is asked
@@ -56,7 +57,8 @@ class Prepared(NamedTuple):
 
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _BOXED = re.compile(r"^\\(?:boxed|fbox)\s*\{(.*)\}$", re.DOTALL)
-_LETTER = re.compile(r"^\(?([A-J])\)?$")
+# A choice letter, alone or with its option's text ("C. x = 42", "(B) 12 cm").
+_LETTER = re.compile(r"^\(?([A-J])\)?(?:$|[.:)]\s+\S|(?<=\))\s+\S)")
 _LETTER_PRED = re.compile(r"^(?:option\s+|choice\s+)?\(?([A-J])\)?(?:[.:)]|\s|$)", re.IGNORECASE)
 # Another standalone choice letter after the chosen one ("A and B", "(A) (B) (C) (D)"): a hedge.
 _OTHER_LETTER = re.compile(r"(?<![A-Za-z\\])[A-J](?![A-Za-z])")
@@ -122,12 +124,51 @@ def _untext(s: str) -> str:
 
 
 def clean_answer(text: str) -> str:
-    """Unicode clean-up, display noise and an outer ``\\boxed{}`` removed."""
+    """Unicode clean-up, display noise and an outer ``\\boxed{}`` removed; a comma list in
+    plain braces (``{1,2,3}``, which LaTeX prints without braces) read as the set ``\\{1,2,3\\}``."""
     s = strip_noise(clean_unicode(text))
     m = _BOXED.match(s)
     if m:
         s = strip_noise(m.group(1))
-    return s
+    return _array_as_matrix(_braces_as_set(s))
+
+
+# "\left[\begin{array}{cc}1 & 2 \\ 3 & 4\end{array}\right]": a matrix written as an array in brackets
+_ARRAY = re.compile(r"^[\[(]?\s*\\begin\{array\}\{[lcr|\s]*\}(.*)\\end\{array\}\s*[\])]?$", re.DOTALL)
+
+
+def _array_as_matrix(s: str) -> str:
+    m = _ARRAY.match(s)
+    if m is None or (s[0] in "[(") != (s[-1] in "])"):
+        return s
+    return f"\\begin{{pmatrix}}{m.group(1)}\\end{{pmatrix}}"
+
+
+def _braces_as_set(s: str) -> str:
+    if not (s.startswith("{") and s.endswith("}")):
+        return s
+    parts = split_top_level(s[1:-1])
+    return f"\\{{{s[1:-1]}\\}}" if parts is not None and len(parts) > 1 and all(p.strip() for p in parts) else s
+
+
+# A time of day: "20:34", "8:34:00", "08:34 P.M." (two-digit minutes, so a ratio "3:4" is not one).
+_CLOCK = re.compile(r"^(\d{1,2}):([0-5]\d)(?::([0-5]\d))?\s*(?:([ap])\.?\s*m\.?)?$", re.IGNORECASE)
+
+
+def _clock(text: str) -> int | None:
+    """Seconds after midnight of a time of day, or None. ``12:05 am`` is 0:05, ``12:05 pm`` 12:05."""
+    m = _CLOCK.match(text.strip())
+    if m is None:
+        return None
+    hours, minutes, seconds = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    half = (m.group(4) or "").lower()
+    if half:
+        if not 1 <= hours <= 12:
+            return None
+        hours = hours % 12 + (12 if half == "p" else 0)
+    elif hours > 23:
+        return None
+    return (hours * 60 + minutes) * 60 + seconds
 
 
 def _plain(text: str, opts: CheckOptions) -> tuple[list, bool] | None:
@@ -165,6 +206,9 @@ def precheck(gold: str, pred: str, opts: CheckOptions) -> Prepared:
             return Prepared(g, p, False, f"{side} refused: {reason}")
     if _HEDGE.search(p) and not _HEDGE.search(g):
         return Prepared(g, p, False, "hedged answer")
+    gold_time, pred_time = _clock(_untext(g)), _clock(_untext(p))  # before "P.M." is dropped as a unit
+    if gold_time is not None and pred_time is not None:
+        return Prepared(g, p, gold_time == pred_time, "times of day")
     g, p = _strip_plain_units(_UNIT.sub(r"\1", g), _UNIT.sub(r"\1", p))
     gt, pt = _untext(g), _untext(p)
     letter = _LETTER.match(gt)
@@ -178,7 +222,10 @@ def precheck(gold: str, pred: str, opts: CheckOptions) -> Prepared:
             end = prose.start() if prose else len(pt)
             if any(o.group(0) != m.group(1) for o in others.finditer(pt, m.end(), end)):
                 return Prepared(g, p, False, "multiple choice hedge")
-        return Prepared(g, p, bool(m) and m.group(1).upper() == letter.group(1), "multiple choice")
+        if m or letter.end() == len(gt):
+            return Prepared(g, p, bool(m) and m.group(1).upper() == letter.group(1), "multiple choice")
+        # "C. x = 42" answered by the option's content rather than its letter
+        g = gt = gt[letter.end() - 1:].strip()
     if _WORD.match(gt) and _WORD.match(pt) and _LONG_WORD.search(gt):
         return Prepared(g, p, gt.strip().lower() == pt.strip().lower(), "words")
     gold_num, pred_num = _plain(g, opts), _plain(p, opts)
@@ -223,7 +270,7 @@ def check_parsed(gold: str, pred: str, opts: CheckOptions, own_seconds: float | 
 def _check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
     from .equiv import Context, equivalent
     from .parse import parse_answer
-    from .second_opinion import exact_numbers
+    from .second_opinion import exact_numbers, exact_polynomials
 
     # MemoryError/RecursionError are resource limits, not verdicts: they propagate to the
     # worker, which answers "memory limit"/"recursion limit" (and the verifier does not cache
@@ -252,8 +299,8 @@ def _check_parsed(gold: str, pred: str, opts: CheckOptions) -> tuple[bool, str]:
                 raise
             except Exception:  # noqa: BLE001 - sympy raises many types on odd objects
                 continue
-    if exact_numbers(golds) and exact_numbers(preds):
-        return False, "different"  # exact values compared exactly: final
+    if (exact_numbers(golds) and exact_numbers(preds)) or exact_polynomials(golds, preds):
+        return False, "different"  # exact values (or polynomials) compared exactly: final
     signal.setitimer(signal.ITIMER_REAL, 0)  # math-verify sets its own alarms
     return _second_opinion(gold, pred, opts, "different")
 

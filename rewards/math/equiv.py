@@ -191,11 +191,28 @@ def _relations_equal(gold: Relational, pred: Relational, ctx: Context) -> bool:
             if scalars_equal(gold.lhs, pred.rhs, ctx) and scalars_equal(gold.rhs, pred.lhs, ctx):
                 return True
             return scalars_equal(gold.lhs - gold.rhs, pred.lhs - pred.rhs, ctx) or \
-                scalars_equal(gold.lhs - gold.rhs, pred.rhs - pred.lhs, ctx)
+                scalars_equal(gold.lhs - gold.rhs, pred.rhs - pred.lhs, ctx) or \
+                (isinstance(gold, sympy.Eq) and scaled_equations(gold, pred))
         return False
     if gold.reversed.__class__ is type(pred):
         return _relations_equal(gold.reversed, pred, ctx)
     return False
+
+
+def polynomial_side(expr: Any) -> bool:
+    """An exact polynomial in its free symbols (no floats, no functions), with at least one."""
+    return (isinstance(expr, sympy.Expr) and bool(expr.free_symbols) and not expr.has(sympy.Float)
+            and expr.is_polynomial(*expr.free_symbols))
+
+
+def scaled_equations(gold: sympy.Eq, pred: sympy.Eq) -> bool:
+    """Polynomial equations with the same solutions because one is the other rearranged and
+    times a nonzero constant: ``2x+4y-3=0`` and ``y=-\\frac12x+\\frac34``."""
+    a, b = gold.lhs - gold.rhs, pred.lhs - pred.rhs
+    if not (polynomial_side(a) and polynomial_side(b)) or a.free_symbols != b.free_symbols:
+        return False
+    ratio = sympy.cancel(a / b)
+    return bool(ratio.is_number and ratio.is_finite and ratio != 0)
 
 
 def _elements_match(gold: list[Any], pred: list[Any], ctx: Context, ordered: bool) -> bool:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from typing import Iterable, NamedTuple
 
+from ...answers import boxed_all, hash_answer, peel_box
+
 STRATEGIES = ("boxed", "hash", "answer_is", "dollar", "last_number")
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
 _MAX_SCAN = 20_000  # the final answer sits at the end; only the tail is scanned by the regexes
+_SOLUTION_CHARS = 200  # a gold this long with prose in it is a worked solution, not an answer
 
 
 class Extracted(NamedTuple):
@@ -25,56 +27,7 @@ class Extracted(NamedTuple):
     hedge: bool = False
     parts: tuple[str, ...] = ()
     labelled: tuple[str, ...] = ()
-
-
-def _brace_matches(text: str) -> dict[int, int]:
-    """``{index of "{": index of its "}"}`` for every balanced group, in one pass (``\\``
-    escapes the next character). Matching each box separately was quadratic on a completion
-    that repeats ``\\boxed{`` without closing it."""
-    matches: dict[int, int] = {}
-    stack: list[int] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "{":
-            stack.append(i)
-        elif c == "}" and stack:
-            matches[stack.pop()] = i
-        i += 1
-    return matches
-
-
-def boxed_all(text: str) -> list[tuple[str, int, int]]:
-    """Every ``\\boxed{…}``/``\\fbox{…}`` (and ``\\boxed 5``) as ``(content, start, end)``."""
-    found: list[tuple[str, int, int]] = []
-    matches: dict[int, int] | None = None
-    for cmd in _BOX_COMMANDS:
-        pos = text.find(cmd)
-        while pos != -1:
-            after = pos + len(cmd)
-            j = after
-            while j < len(text) and text[j] == " ":
-                j += 1
-            if j < len(text) and text[j] == "{":
-                if matches is None:
-                    matches = _brace_matches(text)
-                close = matches.get(j)
-                if close is not None:
-                    found.append((text[j + 1:close], pos, close + 1))
-            elif j > after and j < len(text):  # "\boxed 5": one token after a space
-                m = re.match(r"[^\s$]+", text[j:j + 200])
-                if m:
-                    found.append((m.group(0), pos, j + m.end()))
-            pos = text.find(cmd, after)
-    found.sort(key=lambda t: t[1])
-    outermost: list[tuple[str, int, int]] = []
-    for box in found:  # \boxed{\boxed{9}}: the inner box is part of the outer answer
-        if not outermost or box[1] >= outermost[-1][2]:
-            outermost.append(box)
-    return outermost
+    end: int = -1  # where a box ends in the text scanned (boxed only)
 
 
 # Words joining two boxes that make them one hedged answer rather than a revision.
@@ -82,28 +35,34 @@ _HEDGE_JOINERS = {"", ",", "or", "and", "/", ";", "or maybe", "or possibly", "ei
 
 
 # A variable named just before a box: "x = \boxed{…}", "$x=\boxed{…}".
-_LABEL = re.compile(r"([A-Za-z])\s*=\s*\$?\s*$")
+# A subscript belongs to the name: "y_1 = \boxed{…}", "y_{2}=\boxed{…}".
+_LABEL = re.compile(r"([A-Za-z](?:_\{?[A-Za-z0-9]{1,3}\}?)?)\s*=\s*\$?\s*$")
+
+
+def _label_name(label: re.Match[str]) -> str:
+    return label.group(1).replace("{", "").replace("}", "")  # y_{1} and y_1 name one variable
 
 
 def _last_box(text: str) -> Extracted | None:
     boxes = boxed_all(text)
     if not boxes:
         return None
-    run = [boxes[-1][0].strip()]  # the last box and the boxes joined to it, last first
+    run = [peel_box(boxes[-1][0])]  # the last box and the boxes joined to it, last first
     for (prev, prev_start, prev_end), (_, start, _) in zip(reversed(boxes[:-1]), reversed(boxes[1:])):
         between = text[prev_end:start]
         label = _LABEL.search(between[-40:])
         if label:  # "x=\boxed{2} or x=\boxed{-3}": one variable twice; "a=…, b=…" are two answers
             earlier = _LABEL.search(text[max(0, prev_start - 40):prev_start])
-            if earlier is None or earlier.group(1) != label.group(1):
+            if earlier is None or _label_name(earlier) != _label_name(label):
                 break
             between = between[:len(between) - len(between[-40:]) + label.start()]
         joiner = re.sub(r"[\s$\\()\[\]{}]|text|quad", "", between).strip().lower()
         if re.sub(r"\s+", " ", joiner) not in _HEDGE_JOINERS:
             break
-        run.append(prev.strip())
+        run.append(peel_box(prev))
     hedge = len(set(run)) > 1
-    return Extracted(run[0], "boxed", hedge, tuple(reversed(run)) if hedge else (), _labelled(text, boxes))
+    return Extracted(run[0], "boxed", hedge, tuple(reversed(run)) if hedge else (), _labelled(text, boxes),
+                     boxes[-1][2])
 
 
 def _labelled(text: str, boxes: list[tuple[str, int, int]]) -> tuple[str, ...]:
@@ -113,19 +72,19 @@ def _labelled(text: str, boxes: list[tuple[str, int, int]]) -> tuple[str, ...]:
     seen: set[str] = set()
     for content, start, _ in reversed(boxes):
         label = _LABEL.search(text[max(0, start - 40):start])
-        if label is None or label.group(1) in seen:
+        if label is None or _label_name(label) in seen:
             break
-        seen.add(label.group(1))
-        labelled.append(f"{label.group(1)}={content.strip()}")
+        seen.add(_label_name(label))
+        labelled.append(f"{_label_name(label)}={content.strip()}")
     return tuple(reversed(labelled)) if len(labelled) > 1 else ()
 
 
-_HASH = re.compile(r"####\s*([^\n]*)")
 # "answer is" extraction: the LAST lead-in on its own, then the text after it up to a full
 # stop or a newline. (A lead-in and its answer as one pattern matched the first lead-in of
 # Minerva's "Final Answer: The final answer is $2$." and its ``.+?``-then-lookahead was
 # quadratic on a long line of spaces.)
 _ANSWER_LEAD = re.compile(r"(?:final\s+answer|the\s+answer|answer)\s*(?:is|:|=)\s*:?\s*", re.IGNORECASE)
+_HAS_MATH = re.compile(r"\d|\\[A-Za-z]")
 _ANSWER_END = re.compile(r"\.(?:\s|$)|\n")
 # Where the answer ends and its justification starts: "42, since …", "42 because …". A comma
 # before a number or "or"/"and" stays: "1, 2, 3" is a list, "5, or 6" a hedge for the checker.
@@ -231,17 +190,24 @@ def _last_math(tail: str) -> Extracted | None:
 
 def extract(text: str, strategies: Iterable[str] = STRATEGIES) -> Extracted | None:
     """The final answer of ``text`` by the first strategy that finds one, or None."""
+    strategies = tuple(strategies)
     text = strip_chat_debris(text)
     tail = text[-_MAX_SCAN:]
     for strategy in strategies:
         if strategy == "boxed":
-            found = _last_box(text if len(text) <= 4 * _MAX_SCAN else tail)
+            scanned = text if len(text) <= 4 * _MAX_SCAN else tail
+            found = _last_box(scanned)
             if found is not None:
+                later = _answer_is(scanned[found.end:][-_MAX_SCAN:]) if "answer_is" in strategies else None
+                # "\boxed{200} … \boxed{255} … Final Answer: The final answer is $10,455$": a
+                # stated answer after the last box is the one the solution ends on
+                if later is not None and _HAS_MATH.search(later):
+                    return Extracted(later, "answer_is")
                 return found
         elif strategy == "hash":
-            m = _last_match(_HASH, tail)
-            if m and m.group(1).strip():
-                return Extracted(m.group(1).strip(), "hash")
+            answer = hash_answer(tail)
+            if answer is not None:
+                return Extracted(answer, "hash")
         elif strategy == "answer_is":
             answer = _answer_is(tail)
             if answer is not None:
@@ -270,12 +236,17 @@ def unwrap_gold(gold: str) -> str:
     """A gold answer as stored in datasets: bare LaTeX, a GSM8K ``… #### 42`` solution, or a
     MATH solution with a ``\\boxed{}``; returns the answer part."""
     if "####" in gold:
-        return gold.rsplit("####", 1)[1].strip()
+        return hash_answer(gold) or ""
     if "\\boxed" in gold or "\\fbox" in gold:
         boxes = boxed_all(gold)
         if len(boxes) > 1 and len(gold) < 500:  # "\\boxed{1} and \\boxed{-2}": a gold of several values
-            return ", ".join(b[0].strip() for b in boxes)
+            return ", ".join(peel_box(b[0]) for b in boxes)
         found = _last_box(gold)
         if found is not None:
             return found.text
+    if len(gold) > _SOLUTION_CHARS and _PROSE_WORD.search(gold):
+        # a worked solution without a box: "… Final Answer: The final answer is $28\%$."
+        stated = _answer_is(gold[-_MAX_SCAN:])
+        if stated is not None:
+            return stated
     return gold.strip()

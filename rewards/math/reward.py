@@ -13,7 +13,7 @@ import re
 import threading
 from typing import Any, Sequence
 
-from .check import CheckOptions
+from .check import CheckOptions, clean_answer
 from .extract import STRATEGIES, Extracted, extract, strip_chat_debris, unwrap_gold
 from .guard import MAX_ANSWER_CHARS
 from .text import clean_unicode, split_top_level
@@ -186,7 +186,7 @@ def _checked_text(gold: str, found: Extracted | None) -> str | None:
     """
     if found is None:
         return None
-    bare = unwrap_gold(clean_unicode(gold)).strip()
+    bare = clean_answer(unwrap_gold(clean_unicode(gold)))  # "$${1,2,3}$$" -> "\\{1,2,3\\}"
     if found.labelled and not found.hedge:
         # "k = 45, n = 2" answered by "k=\boxed{45}, n=\boxed{2}": the labelled boxes together
         parts = split_top_level(bare)
