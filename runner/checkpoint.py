@@ -103,9 +103,14 @@ def commit(output_dir: str | Path, step: int, keep: int) -> Path:
     if dst.exists():  # re-running the same step after a resume: replace the old copy
         shutil.rmtree(dst)
     os.replace(src, dst)
+    prune(output_dir, keep)
+    return dst
+
+
+def prune(output_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` complete checkpoints."""
     for _, old in list_checkpoints(output_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-    return dst
 
 
 def prepare_tmp(output_dir: str | Path, step: int) -> Path:

@@ -135,6 +135,6 @@ def check_advantage(config: RunConfig) -> None:
 def check_reward_options(rewards: Iterable[Any]) -> None:
     """Each reward whose implementation has ``check_options(**options)`` checks them now."""
     for reward in rewards:
-        checker = getattr(reward.target, "check_options", None)
+        checker = getattr(getattr(reward, "_target", None), "check_options", None)
         if callable(checker):
             checker(**reward.options)

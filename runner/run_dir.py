@@ -95,6 +95,8 @@ def check_resumable(config_file: Path, config_text: str) -> None:
     # Keys only one side has (written by another rftgym version) are not a change of the run.
     changed = [k for k in sorted(set(old) & set(new)) if not free(k) and old[k] != new[k]]
     if changed:
+        # The names first (algo.name, model.name_or_path, env.id): what the user changed, not its defaults.
+        changed.sort(key=lambda k: (not k.endswith(("name", "name_or_path", ".id")), k))
         shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
         more = f" (and {len(changed) - 4} more)" if len(changed) > 4 else ""
         raise RftgymError(f"resume: this command changes the run in {str(config_file.parent)!r}: {shown}{more}; "

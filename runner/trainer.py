@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..config import RunConfig, to_dict
-from ..errors import RftgymError
+from ..errors import ConfigError, RftgymError
 from . import build
 from . import checkpoint as ckpt
 from .collect import Collection, _scores_async  # noqa: F401  (_scores_async: tested from here)
@@ -131,6 +131,9 @@ class Trainer(RunDirectory, Collection, Update, Checkpoints):
     def _wire_models(self) -> None:
         cfg = self.config
         models = build.build_models(cfg, self.algorithm, self.device)
+        if cfg.model.chat_template is True and not getattr(models.tokenizer, "chat_template", None):
+            raise ConfigError(f"model.chat_template is true but the tokenizer of {cfg.model.name_or_path!r} has "
+                              f"no chat template; set model.chat_template: false, or use a model that has one")
         self.model, self.reference, self.critic = models.model, models.reference, models.critic
         self.autocast = autocast_dtype(cfg.train.precision, self.device)
         if self.device.type == "cuda":
