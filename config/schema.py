@@ -113,7 +113,8 @@ class TrainConfig:
     compile: bool = False
     """``torch.compile`` the policy forward."""
     threads: int = 0
-    """CPU threads for torch; 0 = one per available core (per rank)."""
+    """CPU threads for torch; 0 = automatic: the cores not busy with other work when the run
+    starts (load average), split between the ranks, at least 1 (see benchmarks/README.md)."""
 
 
 @dataclass

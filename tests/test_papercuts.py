@@ -332,8 +332,16 @@ def test_plugin_name_shadowed_by_a_local_file_is_refused(tmp_path, run_cli):
     work = tmp_path / "work"
     work.mkdir()
     (work / "my_reward.py").write_text("X = 2\n")
-    proc = run_cli("plugins", "--plugin", "my_reward", env=QUIET_ENV,
-                   pythonpath=[elsewhere], cwd=work)
+    # Like the ``rftgym`` console script: the working directory is not on sys.path.
+    script = tmp_path / "bin" / "rftgym_script.py"
+    script.parent.mkdir()
+    script.write_text("import sys\nfrom rftgym.cli import main\nsys.exit(main())\n")
+    import os
+
+    env = {**os.environ, **QUIET_ENV,
+           "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(elsewhere)])}
+    proc = subprocess.run([sys.executable, str(script), "plugins", "--plugin", "my_reward"], capture_output=True,
+                          text=True, env=env, cwd=work)
     line = _error(proc)
     assert "ambiguous" in line and "--plugin ./my_reward.py" in line
 
@@ -361,3 +369,22 @@ def test_malformed_jsonl_names_its_file_and_line(tmp_path):
     with pytest.raises(DataError) as err:
         load_data(data_files={"train": [str(good), str(bad)]}, split="train")
     assert str(err.value).startswith(f"data file {bad} line 21 ")
+
+
+# -- threads ---------------------------------------------------------------------------------------
+
+def test_automatic_threads_leave_busy_cores_alone(monkeypatch):
+    import os
+
+    from rftgym.runner import device
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert device.auto_threads() == 4
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.6, 0.0, 0.0))
+    assert device.auto_threads() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (14.0, 0.0, 0.0))
+    assert device.auto_threads() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert device.auto_threads(world_size=2) == 2

@@ -143,12 +143,13 @@ def test_ppo_run_trains_policy_and_critic(assets, tmp_path):
     model_dir, data = assets
     out = tmp_path / "ppo"
     config = run_config(model_dir, data, out, **{"algo": {"name": "ppo", "epochs": 2, "minibatches": 2},
-                                                 "train.max_steps": 4, "save_every": 0, "eval.every": 0})
+                                                 "train.max_steps": 2, "save_every": 0, "eval.every": 0})
     rftgym.train(config)
     rows = read_jsonl(out / "metrics.jsonl")
-    assert [r["step"] for r in _train_lines(rows)] == [1, 2, 3, 4]  # 1 rollout x 2 epochs x 2 minibatches
+    # a step is a rollout: 2 rollouts, each 2 epochs x 2 minibatches = 4 optimizer steps
+    assert [(r["step"], r["optimizer_steps"]) for r in _train_lines(rows)] == [(1, 4), (2, 8)]
     assert any(k.startswith("value") or "value" in k for k in rows[0]), sorted(rows[0])
-    assert (out / "checkpoints" / "step-4" / "critic.safetensors").is_file()
+    assert (out / "checkpoints" / "step-2" / "critic.safetensors").is_file()
 
 
 def test_existing_run_is_not_overwritten(assets, tmp_path):
