@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train a Bradley-Terry reward model (a one-label sequence classifier) on "
                                     "preference pairs; the model lands in OUTPUT_DIR/final, ready for the "
                                     "reward_model reward (options.path). With no arguments: the built-in "
-                                    "arithmetic pairs, 1,500 steps, about 2-3 minutes on 2 CPU cores.")
+                                    "arithmetic pairs, 1,500 steps, about 8 minutes on one free CPU core.")
     rm.add_argument("--data", metavar="FILE_OR_DATASET",
                     help="preference data with columns prompt, chosen, rejected [, margin]; default: built-in arithmetic pairs")
     rm.add_argument("--model", metavar="PATH_OR_ID", help="backbone (default: a fresh tiny model with the embedded tokenizer)")
