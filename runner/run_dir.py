@@ -67,7 +67,9 @@ def claim_run_dir(out: Path, config_text: str, *, resume: bool, overwrite: bool,
 # make the checkpoint describe a different run.
 RESUME_MAY_CHANGE = ("train.max_steps", "train.threads", "train.compile", "train.max_nonfinite_steps",
                      "save_every", "save_last", "keep_checkpoints", "resume", "overwrite", "device",
-                     "plugins", "output_dir", "logging.", "eval.")
+                     "plugins", "output_dir", "logging.", "eval.",
+                     # train-rm's flat config
+                     "max_steps", "threads", "quiet", "eval_every", "eval_batch_size")
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
