@@ -183,8 +183,10 @@ def build_models(config: RunConfig, algorithm: Any, device: Any) -> Models:
     the critic are left in training mode, so that gradient checkpointing (which transformers
     applies only in training mode) really runs.
     """
+    from .checks import offline_unless_hub_reachable
     from .models import load_policy  # deferred: transformers and torch load only when a run starts
 
+    offline_unless_hub_reachable(config.model.name_or_path)
     model, tokenizer = load_policy(config.model)
     model.to(device)
     _disable_dropout(model)

@@ -11,6 +11,7 @@ from ..config import ModelConfig
 from ..errors import ConfigError, RftgymError
 from . import build
 from .device import configure_threads, resolve_device
+from .checks import offline_unless_hub_reachable
 from .models import load_policy
 from .policy import Policy
 
@@ -82,6 +83,7 @@ def evaluate_model(model: str, env_id: str, rewards: list[dict[str, Any]], num_p
         build.ensure_env(env_id)
         configure_threads(0)
         dev = resolve_device(device)
+        offline_unless_hub_reachable(model)
         net, tokenizer = load_policy(ModelConfig(name_or_path=model))
         checks = build.SharedRewards(pipeline)
         try:

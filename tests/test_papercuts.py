@@ -388,3 +388,23 @@ def test_automatic_threads_leave_busy_cores_alone(monkeypatch):
     assert device.auto_threads() == 1
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert device.auto_threads(world_size=2) == 2
+
+
+def test_an_unreachable_hub_fails_at_once(monkeypatch):
+    import os
+    import socket
+
+    import huggingface_hub.constants as hub_constants
+
+    from rftgym.runner.checks import offline_unless_hub_reachable
+
+    def no_network(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    offline_unless_hub_reachable("embedded")
+    assert not hub_constants.HF_HUB_OFFLINE
+    offline_unless_hub_reachable("someorg/somemodel")
+    assert hub_constants.HF_HUB_OFFLINE and os.environ["HF_HUB_OFFLINE"] == "1"
