@@ -23,8 +23,18 @@ PANELS: list[tuple[str, list[tuple[str, str]]]] = [
     ("KL to reference", [("kl", "kl per token"), ("kl_ref", "kl per sequence")]),
     ("entropy", [("entropy", "entropy")]),
     ("completion length (tokens)", [("completion/length_mean", "mean")]),
+    ("grad norm", [("grad_norm", "policy"), ("grad_norm/critic", "critic")]),
     ("loss", [("loss/total", "total")]),
 ]
+
+# A series of these keys that never leaves ±NOISE_FLOOR is not drawn: GRPO's on-policy loss is
+# float noise around 0 (its advantages have mean 0), and a run without a reference (β = 0)
+# logs a KL of exactly 0. Its panel goes too when nothing else is left in it.
+NOISE_KEYS = ("kl", "kl_ref", "loss/total")
+NOISE_FLOOR = 1e-6
+LEGEND_BELOW = 3
+"""With more runs than this, one legend of run names goes below the panels instead of a legend
+inside each panel (which would cover the curves)."""
 
 
 def read_metrics(run: str | Path) -> list[dict[str, Any]]:
@@ -90,10 +100,16 @@ def _panels(runs: dict[str, list[dict[str, Any]]]) -> list[tuple[str, list[tuple
             extra = [(k, k.split("/")[1]) for k in per_reward] if len(per_reward) > 1 else []
             metrics = metrics + extra
         present = [(k, label) for k, label in metrics
-                   if any(series(records, k)[0] for records in runs.values())]
+                   if any(_informative(k, series(records, k)[1]) for records in runs.values())]
         if present:
             out.append((title, present))
     return out
+
+
+def _informative(key: str, values: Sequence[float]) -> bool:
+    if not values:
+        return False
+    return key not in NOISE_KEYS or any(abs(v) > NOISE_FLOOR for v in values)
 
 
 def _run_labels(paths: Sequence[Path]) -> list[str]:
@@ -115,8 +131,10 @@ def plot_runs(runs: Sequence[str | Path], output: str | Path | None = None) -> P
     """Draw every available metric of ``runs`` (run directories) into one PNG; return its path.
 
     Panels: reward (total, and per reward when there are several), eval accuracy and reward,
-    KL, entropy, completion length and loss, each only when some run logged it. Several runs
-    share every panel, one colour per run, with the run names in the legend.
+    KL, entropy, completion length, gradient norm and loss, each only when some run logged
+    something informative (not a flat 0 KL, not a loss that is only float noise). Several runs
+    share every panel, one colour per run, with the run names in the legend (below the
+    panels when there are more than :data:`LEGEND_BELOW` runs).
     """
     if not runs:
         raise RftgymError("plot needs at least one run directory")
@@ -137,12 +155,15 @@ def plot_runs(runs: Sequence[str | Path], output: str | Path | None = None) -> P
     fig, axes = plt.subplots(nrows, ncols, figsize=(6.0 * ncols, 3.6 * nrows), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ["-", "--", ":", "-."]
+    legend_below = len(data) > LEGEND_BELOW
     try:
         for ax, (title, metrics) in zip(axes.flat, panels):
             for r, (run_name, records) in enumerate(data.items()):
                 for m, (key, label) in enumerate(metrics):
                     steps, values = series(records, key)
                     if not steps:
+                        continue
+                    if not _informative(key, values):
                         continue
                     name = label if len(data) == 1 else f"{run_name}: {label}" if len(metrics) > 1 else run_name
                     # Eval lines are sparse: markers make single points visible.
@@ -152,11 +173,24 @@ def plot_runs(runs: Sequence[str | Path], output: str | Path | None = None) -> P
             ax.set_title(title)
             ax.set_xlabel("step")
             ax.grid(True, alpha=0.3)
-            if len(data) > 1 or len(metrics) > 1:
+            if legend_below:
+                if len(metrics) > 1:  # the line styles: which metric is which
+                    from matplotlib.lines import Line2D
+                    ax.legend([Line2D([], [], color="gray", linestyle=styles[m % len(styles)])
+                               for m in range(len(metrics))], [label for _, label in metrics], fontsize="small")
+            elif len(data) > 1 or len(metrics) > 1:
                 ax.legend(fontsize="small")
         for ax in list(axes.flat)[len(panels):]:
             ax.set_visible(False)
-        fig.tight_layout()
+        if legend_below:
+            from matplotlib.lines import Line2D
+            ncol = min(4, len(data))
+            rows = math.ceil(len(data) / ncol)
+            fig.legend([Line2D([], [], color=colors[r % len(colors)]) for r in range(len(data))], list(data),
+                       loc="lower center", ncol=ncol, fontsize="small", frameon=False)
+            fig.tight_layout(rect=(0, min(0.4, 0.035 * rows * 4 / nrows), 1, 1))
+        else:
+            fig.tight_layout()
         out = Path(output) if output is not None else default_output(runs)
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=100)

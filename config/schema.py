@@ -63,7 +63,8 @@ class RolloutConfig:
     """Sampling of completions."""
 
     prompts_per_step: int = 32
-    """Distinct prompts per optimizer step (each sampled ``algo.group_size`` times)."""
+    """Distinct prompts per step, i.e. per rollout (each sampled ``algo.group_size`` times); PPO's
+    epochs × minibatches optimizer steps all train on the same rollout."""
     max_new_tokens: int = 8
     """Longest completion in tokens."""
     temperature: float = 1.0
@@ -83,7 +84,8 @@ class TrainConfig:
     """Optimisation."""
 
     max_steps: int = 200
-    """Optimizer steps to run."""
+    """Steps to run; one step is one rollout (``rollout.prompts_per_step`` prompts sampled, scored,
+    then ``algo.epochs`` × ``algo.minibatches`` optimizer steps), whatever the algorithm."""
     lr: float = 1e-4
     """Peak learning rate of AdamW."""
     weight_decay: float = 0.0
@@ -95,7 +97,7 @@ class TrainConfig:
     adam_eps: float = 1e-8
     """AdamW ε."""
     warmup_steps: int = 0
-    """Linear learning-rate warm-up over this many optimizer steps."""
+    """Linear learning-rate warm-up over this many steps (rollouts)."""
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
     """Shape after warm-up."""
     max_grad_norm: float = 1.0
@@ -111,7 +113,8 @@ class TrainConfig:
     compile: bool = False
     """``torch.compile`` the policy forward."""
     threads: int = 0
-    """CPU threads for torch; 0 = one per available core (per rank)."""
+    """CPU threads for torch; 0 = automatic: the cores not busy with other work when the run
+    starts (load average), split between the ranks, at least 1 (see benchmarks/README.md)."""
 
 
 @dataclass
@@ -119,7 +122,7 @@ class EvalConfig:
     """Held-out evaluation (greedy pass@1 and mean reward)."""
 
     every: int = 25
-    """Evaluate every N steps (also at step 0 and after the last step); 0 disables."""
+    """Evaluate every N steps (rollouts; also at step 0 and after the last step); 0 disables."""
     num_prompts: int = 200
     """Held-out prompts per evaluation."""
     batch_size: int = 256
@@ -159,7 +162,7 @@ class AlgoConfig:
     epochs: int = 1
     """μ: passes over each rollout."""
     minibatches: int = 1
-    """Optimizer steps per epoch; the rollout is split into this many shuffled minibatches."""
+    """Optimizer steps per epoch; the step's rollout is split into this many shuffled minibatches."""
 
     def validate(self) -> None:
         """Raise ConfigError naming the field when a value is out of range."""
@@ -193,7 +196,10 @@ class RunConfig:
     device: str = "auto"
     """``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ..."""
     save_every: int = 50
-    """Checkpoint every N steps (0: only at the end)."""
+    """Checkpoint every N steps (rollouts); 0: only at the end (see ``save_last``)."""
+    save_last: bool = True
+    """Write a checkpoint at the end of the run, so that a later ``--resume`` with a larger
+    ``--max-steps`` continues it; false: only ``final/`` (no resume from the end)."""
     keep_checkpoints: int = 2
     """How many recent checkpoints to keep (at least 1)."""
     resume: bool = False
@@ -211,7 +217,10 @@ class RunConfig:
         check(0 < self.rollout.top_p <= 1, "rollout.top_p", self.rollout.top_p, "a number in (0, 1]")
         check(self.rollout.top_k >= 0, "rollout.top_k", self.rollout.top_k, "an integer >= 0")
         check(self.train.max_steps >= 0, "train.max_steps", self.train.max_steps, "an integer >= 0")
-        check(self.train.lr > 0, "train.lr", self.train.lr, "a number > 0")
+        # AdamW moves each weight by about lr per step: above 1 a run only destroys the model.
+        check(0 < self.train.lr <= 1, "train.lr", self.train.lr, "a number in (0, 1]")
+        check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        check(self.train.threads >= 0, "train.threads", self.train.threads, "an integer >= 0 (0: automatic)")
         check(self.train.warmup_steps >= 0, "train.warmup_steps", self.train.warmup_steps, "an integer >= 0")
         check(self.train.max_grad_norm >= 0, "train.max_grad_norm", self.train.max_grad_norm, "a number >= 0")
         check(self.train.micro_batch_size >= 0, "train.micro_batch_size", self.train.micro_batch_size, "an integer >= 0")

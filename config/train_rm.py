@@ -58,7 +58,7 @@ class RewardModelTrainConfig:
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda``, ``cuda:N``."""
     threads: int = 0
-    """torch CPU threads (0: one per available core)."""
+    """torch CPU threads (0: automatic, the cores not busy with other work; see train.threads)."""
     quiet: bool = False
     """No progress bars."""
     overwrite: bool = False

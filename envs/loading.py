@@ -90,12 +90,34 @@ def _load_local(datasets: Any, builder: str, data_files: Any, streaming: bool, c
         cause: BaseException = exc
         while cause.__cause__ is not None or (cause.__context__ is not None and not str(cause).strip()):
             cause = cause.__cause__ or cause.__context__  # the parser's own error, not the wrapper's
+        if builder == "json":
+            _raise_bad_json_line(data_files)  # names the file and its 1-based line, if one is at fault
         what = "not UTF-8 text" if isinstance(cause, UnicodeDecodeError) else f"not readable as {builder}"
         text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
         files = ", ".join(_file_list(data_files))
         raise DataError(f"data file {files} is {what}: {type(cause).__name__}: {text}") from exc
     finally:
         quiet.setLevel(level)
+
+
+def _raise_bad_json_line(data_files: Any) -> None:
+    """The first line of a ``.jsonl`` file that is not one JSON object, as a DataError."""
+    import json
+
+    for name in _file_list(data_files):
+        if not name.endswith((".jsonl", ".ndjson")) or not os.path.isfile(name):
+            continue
+        with open(name, encoding="utf-8", errors="replace") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise DataError(f"data file {name} line {number} is not valid JSON: {exc}") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"data file {name} line {number} is a JSON {type(row).__name__}, "
+                                    f"not an object with one key per column") from None
 
 
 def _check_utf8(data: Any, data_files: Any) -> None:

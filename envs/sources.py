@@ -208,7 +208,7 @@ class _RowMapper:
             if column not in found:
                 hint = closest(column, found)
                 did = f" (did you mean {hint!r}?)" if hint else ""
-                extra = "; pass answer_column=None for data without answers" if what == "answer_column" else ""
+                extra = "; set answer_column: null (--set env.kwargs.answer_column=null) for data without answers" if what == "answer_column" else ""
                 raise DataError(f"{what} {column!r} not found{did}; columns found: {', '.join(found) or '(none)'}{extra}")
 
     def describe(self) -> str:

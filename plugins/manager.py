@@ -72,6 +72,24 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _refuse_shadowed_file(spec: str) -> None:
+    """``--plugin NAME`` with ``NAME.py`` in the working directory, when ``NAME`` imports (or is
+    loaded as) something else: say which is which instead of silently picking one."""
+    local = Path.cwd() / (spec.replace(".", os.sep) + ".py")
+    if not local.is_file():
+        return
+    try:
+        found = importlib.util.find_spec(spec)
+    except (ImportError, ValueError):
+        found = None
+    origin = getattr(found, "origin", None)
+    if origin and Path(origin).resolve() == local.resolve():
+        return
+    other = f"the installed module at {origin}" if origin else "no importable module (the file is not on sys.path)"
+    raise PluginError(f"--plugin {spec!r} is ambiguous: ./{local.name} is in this directory, but the name {spec!r} "
+                      f"resolves to {other}; pass --plugin ./{local.name} to load the file")
+
+
 class PluginManager:
     """Owns the pluggy manager and the registries (rewards, algorithms, advantage estimators, envs)."""
 
@@ -261,6 +279,7 @@ class PluginManager:
                     raise PluginError(f"--plugin {spec!r} failed to import: {_one_line(exc)}") from exc
             else:
                 name, source = spec, "module"
+                _refuse_shadowed_file(spec)
                 if name in self.plugins and self.plugins[name].error is None:
                     return self.plugins[name]
                 try:

@@ -180,6 +180,17 @@ class RewardModelReward:
         self.tokenizer: Any = None
         self.device: Any = None
 
+    @classmethod
+    def check_options(cls, path: str = "", **_: Any) -> None:
+        """Before a run (``--dry-run`` too): a local ``path`` that does not exist fails now,
+        not after the policy has loaded. A hub id is ``name`` or ``owner/name``."""
+        text = str(path)
+        local = text.startswith(("/", ".", "~")) or text.count("/") > 1 or text.endswith("/")
+        if local and not Path(text).expanduser().exists():
+            hint = (f"; train one with: rftgym train-rm --output-dir {text[:-len('/final')]}"
+                    if text.endswith("/final") else "")
+            raise RftgymError(f"reward model path {text!r} does not exist{hint}")
+
     # -- life cycle ---------------------------------------------------------------------------
 
     def setup(self) -> None:

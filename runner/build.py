@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..config import AlgoConfig, RewardConfig, RunConfig, algo_config_from_dict, build_config, from_dict, to_dict
+from ..errors import ConfigError, RftgymError
 from ..envs.registry import ensure_env, make_vec
 from ..plugins.manager import get_manager
 from ..rewards.base import Reward, reward_by_name
@@ -49,12 +50,22 @@ class RootNames:
         return getattr(algorithm_class(name), "Config", AlgoConfig)
 
     def check_names(self, config: RunConfig) -> None:
-        """Reward names and option names, and the env id; builds nothing heavy."""
-        resolve_rewards(config)
+        """Reward names and options, the env id and its arguments, data files, the model
+        directory and the advantage estimator; builds nothing heavy."""
+        from . import checks
+
+        rewards = resolve_rewards(config)
+        checks.check_reward_options(reward for _, reward, _, _ in rewards)
         ensure_env(config.env.id)
+        checks.check_env_kwargs(config)
+        checks.check_model_path(config.model.name_or_path)
+        if config.model.critic:
+            checks.check_model_path(config.model.critic, "model.critic")
+        checks.check_advantage(config)
 
 
 ROOT_NAMES = RootNames()
+
 
 
 def resolve_config(base: Any = None, overrides: list[str] | None = None,
@@ -144,6 +155,11 @@ def build_envs(config: RunConfig, num_prompts: int, group_size: int, with_eval: 
             n = min(config.eval.batch_size, config.eval.num_prompts)
             envs.eval = make_vec(config.env.id, num_envs=n, group_size=1, reward=pipeline.frozen(),
                                  reward_resolver=checks, **eval_kwargs)
+    except (ValueError, TypeError) as exc:  # the env refused its arguments (a user's value)
+        envs.close()
+        if isinstance(exc, RftgymError):
+            raise
+        raise ConfigError(f"env {config.env.id!r} refused env.kwargs: {type(exc).__name__}: {exc}") from None
     except BaseException:
         envs.close()
         raise
@@ -167,8 +183,10 @@ def build_models(config: RunConfig, algorithm: Any, device: Any) -> Models:
     the critic are left in training mode, so that gradient checkpointing (which transformers
     applies only in training mode) really runs.
     """
+    from .checks import offline_unless_hub_reachable
     from .models import load_policy  # deferred: transformers and torch load only when a run starts
 
+    offline_unless_hub_reachable(config.model.name_or_path)
     model, tokenizer = load_policy(config.model)
     model.to(device)
     _disable_dropout(model)

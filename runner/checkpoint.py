@@ -66,9 +66,16 @@ def tmp_dir(output_dir: str | Path, step: int) -> Path:
     return checkpoint_root(output_dir) / f".tmp-step-{step}"
 
 
+def rng_snapshot() -> dict:
+    """This process's RNG states now, in the form :func:`write_rank_state` stores."""
+    return _rng_to_plain(dev.rng_state())
+
+
 def write_rank_state(path: Path, rank: int, extra: dict[str, Any]) -> None:
-    """This rank's RNG states and its own extras (env position) — every rank calls this."""
-    torch.save({"rng": _rng_to_plain(dev.rng_state()), **extra}, path / f"rank-{rank}.pt")
+    """This rank's RNG states (``extra["rng"]`` from :func:`rng_snapshot`, else now) and its own
+    extras (env position) — every rank calls this."""
+    state = {"rng": rng_snapshot(), **extra}
+    torch.save(state, path / f"rank-{rank}.pt")
 
 
 def write_main_state(path: Path, step: int, policy: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -96,9 +103,14 @@ def commit(output_dir: str | Path, step: int, keep: int) -> Path:
     if dst.exists():  # re-running the same step after a resume: replace the old copy
         shutil.rmtree(dst)
     os.replace(src, dst)
+    prune(output_dir, keep)
+    return dst
+
+
+def prune(output_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` complete checkpoints."""
     for _, old in list_checkpoints(output_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-    return dst
 
 
 def prepare_tmp(output_dir: str | Path, step: int) -> Path:

@@ -149,6 +149,8 @@ class Collection:
         rows = []
         for i in range(0, len(samples.texts), max(1, len(samples.texts) // max(1, n)))[:n]:
             row = {"prompt": prompts[i], "completion": samples.texts[i], "reward": float(rewards[i])}
+            # What the model was given (chat template, system prompt), not only the env's prompt.
+            row["model_input"] = self.policy.format_prompt(prompts[i]) if prompts[i] else prompts[i]
             row.update({f"reward/{k}": (None if np.isnan(v[i]) else float(v[i])) for k, v in per_reward.items()})
             if "answer" in columns:
                 row["answer"] = columns["answer"][i]

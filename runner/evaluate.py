@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
 
 from ..config import ModelConfig
+from ..errors import ConfigError, RftgymError
 from . import build
 from .device import configure_threads, resolve_device
+from .checks import offline_unless_hub_reachable
 from .models import load_policy
 from .policy import Policy
 
@@ -20,6 +23,12 @@ def evaluate(policy: Policy, env, num_prompts: int, max_new_tokens: int, seed: i
     reports ``eval/reward`` only.
     """
     obs, _ = env.reset(seed=seed)
+    available = _rows(env)
+    if available is not None and 0 < available < num_prompts:
+        # Asking for more prompts than the split holds must not count its rows twice.
+        _warn_once(f"rftgym: warning: evaluation asked for {num_prompts} prompts but the held-out split has "
+                   f"{available} rows; evaluating on those {available} (eval.num_prompts / --num-prompts)")
+        num_prompts = available
     rewards: list[float] = []
     correct: list[bool] = []
     lengths: list[int] = []
@@ -44,6 +53,23 @@ def evaluate(policy: Policy, env, num_prompts: int, max_new_tokens: int, seed: i
     return metrics
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(message, file=sys.stderr)
+
+
+def _rows(env: Any) -> int | None:
+    """Rows of the env's prompt source, when it knows (a finite table); None for streams."""
+    try:
+        return len(env.source)
+    except (AttributeError, TypeError):
+        return None
+
+
 def evaluate_model(model: str, env_id: str, rewards: list[dict[str, Any]], num_prompts: int = 200,
                    max_new_tokens: int = 8, split: str = "test", env_kwargs: dict[str, Any] | None = None,
                    device: str = "auto") -> dict[str, Any]:
@@ -57,10 +83,17 @@ def evaluate_model(model: str, env_id: str, rewards: list[dict[str, Any]], num_p
         build.ensure_env(env_id)
         configure_threads(0)
         dev = resolve_device(device)
+        offline_unless_hub_reachable(model)
         net, tokenizer = load_policy(ModelConfig(name_or_path=model))
         checks = build.SharedRewards(pipeline)
-        env = build.make_vec(env_id, num_envs=min(256, num_prompts), group_size=1, reward=pipeline,
-                             reward_resolver=checks, split=split, order="sequential", **(env_kwargs or {}))
+        try:
+            env = build.make_vec(env_id, num_envs=min(256, num_prompts), group_size=1, reward=pipeline,
+                                 reward_resolver=checks, split=split, order="sequential", **(env_kwargs or {}))
+        except (ValueError, TypeError) as exc:
+            if isinstance(exc, RftgymError):
+                raise
+            raise ConfigError(f"env {env_id!r} (--split {split!r}, --env-kwarg) refused its arguments: "
+                              f"{type(exc).__name__}: {exc}") from None
         try:
             policy = Policy(net.to(dev), tokenizer, dev, system_prompt=getattr(env, "system_prompt", None))
             metrics = evaluate(policy, env, num_prompts, max_new_tokens)

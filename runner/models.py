@@ -25,7 +25,7 @@ def load_policy(cfg: ModelConfig):
 
     path = resolve_model_path(cfg.name_or_path)
     hint = ("pass --model PATH pointing to a local directory saved with save_pretrained "
-            "(config.json + weights + tokenizer), or omit --model for the embedded tiny model")
+            "(config.json + weights + tokenizer), or 'embedded' for the tiny model rftgym ships")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
     except Exception as exc:

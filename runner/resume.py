@@ -14,17 +14,24 @@ class Checkpoints:
     """Part of :class:`rftgym.runner.trainer.Trainer`: model, optimizer, scheduler, algorithm,
     env position, reward state and the loop's counters (bit-exact resume)."""
 
-    def save_checkpoint(self, step: int, obs) -> None:
+    def _resume_point(self, obs) -> dict[str, Any]:
+        """What this rank needs to continue from here: RNG states, env position, the pending
+        observations and the rewards' state (taken before a rollout, it lets a stop drop it)."""
+        env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else {}
+        return {"rng": ckpt.rng_snapshot(), "env": json.dumps(env_state), "obs": list(obs),
+                "rewards": json.dumps(self.envs.pipeline.state_dict())}
+
+    def save_checkpoint(self, step: int, point: dict[str, Any]) -> None:
+        """Write ``checkpoints/step-N`` (atomic) from the weights now and the rank's ``point``."""
         path = ckpt.tmp_dir(self.output_dir, step)
         if self.dist.is_main:
             ckpt.prepare_tmp(self.output_dir, step)
         barrier(self.dist)
-        env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else {}
-        ckpt.write_rank_state(path, self.dist.rank, {"env": json.dumps(env_state), "obs": list(obs),
-                                                     "rewards": json.dumps(self.envs.pipeline.state_dict())})
+        ckpt.write_rank_state(path, self.dist.rank, point)
         barrier(self.dist)
         state = {"algorithm": self.algorithm.state_dict(), "evaluated_step": self._evaluated_step,
-                 "world_size": self.dist.world_size, "nonfinite": self._nonfinite}
+                 "world_size": self.dist.world_size, "nonfinite": self._nonfinite,
+                 "optimizer_steps": self._updates}
         if self.fsdp:  # gathering the shards is a collective; rank 0 writes
             save_full_checkpoint(path, step, self.model, self.optimizer, self.scheduler, state, self.dist, self.critic)
         if self.dist.is_main:
@@ -43,6 +50,7 @@ class Checkpoints:
         self.algorithm.load_state_dict(state.get("algorithm", {}))
         self._evaluated_step = state.get("evaluated_step", -1)
         self._nonfinite = state.get("nonfinite", 0)
+        self._updates = int(state.get("optimizer_steps", state["step"]))
         self.envs.pipeline.load_state_dict(json.loads(extras.get("rewards", "{}")))
         if hasattr(self.env, "load_state_dict"):
             self.env.load_state_dict(json.loads(extras["env"]))

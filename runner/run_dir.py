@@ -31,6 +31,13 @@ def claim_run_dir(out: Path, config_text: str, *, resume: bool, overwrite: bool,
     with a warning. Returns the paths created here, for :func:`undo_claim`.
     """
     holds_run = any((out / name).exists() for name in (CONFIG_FILE, METRICS, "checkpoints", FINAL))
+    if resume and not (out / CONFIG_FILE).is_file():
+        # A typo in the directory must not silently start a new run the user did not ask for.
+        what = "does not exist" if not out.exists() else f"holds no run (no {CONFIG_FILE})"
+        raise RftgymError(f"resume: output dir {str(out)!r} {what}; check the path, or drop {resume_flag} "
+                          f"to start a new run there")
+    if resume:
+        check_resumable(out / CONFIG_FILE, config_text)
     if holds_run and not resume and not overwrite:
         raise RftgymError(f"output dir {str(out)!r} already holds a run; pass {resume_flag} to continue it, "
                           f"--overwrite to replace it, or choose another --output-dir")
@@ -53,6 +60,62 @@ def claim_run_dir(out: Path, config_text: str, *, resume: bool, overwrite: bool,
         truncate_jsonl(out / METRICS, -1)
         truncate_jsonl(out / SAMPLES, -1)
     return created
+
+
+# What a resumed run may change: how long it runs and how it saves, logs and evaluates,
+# where it runs. Anything else (model, env, rewards, algorithm, rollout, optimiser, seed) would
+# make the checkpoint describe a different run.
+RESUME_MAY_CHANGE = ("train.max_steps", "train.threads", "train.compile", "train.max_nonfinite_steps",
+                     "save_every", "save_last", "keep_checkpoints", "resume", "overwrite", "device",
+                     "plugins", "output_dir", "logging.", "eval.",
+                     # train-rm's flat config
+                     "max_steps", "threads", "quiet", "eval_every", "eval_batch_size")
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def check_resumable(config_file: Path, config_text: str) -> None:
+    """Refuse to resume with settings that differ from the run's own (naming the first few)."""
+    import yaml
+
+    try:
+        old = _flatten(yaml.safe_load(config_file.read_text(encoding="utf-8")) or {})
+    except (OSError, yaml.YAMLError):
+        return  # unreadable: the checkpoint's own checks decide
+    new = _flatten(yaml.safe_load(config_text) or {})
+
+    def free(key: str) -> bool:
+        return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUME_MAY_CHANGE)
+
+    # Keys only one side has (written by another rftgym version) are not a change of the run.
+    changed = [k for k in sorted(set(old) & set(new)) if not free(k) and old[k] != new[k]]
+    if changed:
+        # The names first (algo.name, model.name_or_path, env.id): what the user changed, not its defaults.
+        changed.sort(key=lambda k: (not k.endswith(("name", "name_or_path", ".id")), k))
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
+        more = f" (and {len(changed) - 4} more)" if len(changed) > 4 else ""
+        raise RftgymError(f"resume: this command changes the run in {str(config_file.parent)!r}: {shown}{more}; "
+                          f"resume with the run's own settings (only train.max_steps, save_every, logging.*, "
+                          f"eval.* and the like may change), or start a new run in another --output-dir")
+
+
+def remove_failed_start(out: Path) -> None:
+    """A run that failed before writing any checkpoint leaves nothing to resume: remove its
+    files, so that running the same command again just works."""
+    if ckpt.list_checkpoints(out) or (out / FINAL).exists():
+        return
+    for name in (CONFIG_FILE, METRICS, SAMPLES):
+        with contextlib.suppress(OSError):
+            (out / name).unlink()
+    with contextlib.suppress(OSError):
+        out.rmdir()  # only if nothing else is there
 
 
 def undo_claim(created: list[Path]) -> None:
@@ -98,6 +161,14 @@ class RunDirectory:
                 envs.close()
         if self.dist.is_main:
             undo_claim(self._created)
+
+    def remove_failed_start(self) -> None:
+        """After a failed fresh run with no checkpoint: remove its files (main rank)."""
+        if self.dist.is_main and not self.config.resume:
+            if self.logger is not None:
+                self.logger.close()
+                self.logger = None
+            remove_failed_start(self.output_dir)
 
     def _save_final(self) -> None:
         publish_final(self.model, self.policy.tokenizer, self.output_dir, self.dist)

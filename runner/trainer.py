@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 
 from ..config import RunConfig, to_dict
-from ..errors import RftgymError
+from ..errors import ConfigError, RftgymError
 from . import build
 from . import checkpoint as ckpt
 from .collect import Collection, _scores_async  # noqa: F401  (_scores_async: tested from here)
@@ -59,8 +60,35 @@ def train(config: RunConfig | dict | str | Path) -> TrainResult:
     trainer = Trainer(config)
     try:
         return trainer.run()
+    except SystemExit:
+        raise  # a signal's stop: its checkpoint is the run's
+    except BaseException:
+        trainer.remove_failed_start()
+        raise
     finally:
         trainer.close()
+
+
+STALE_STEPS = 20
+"""Steps in a row with all-zero advantages before the run warns that it is not learning."""
+
+
+class _StopBeforeUpdate(Exception):
+    """A stop signal arrived before the rollout's first optimizer step."""
+
+
+def _combine_updates(updates: list[dict[str, float]]) -> dict[str, float]:
+    """One line for a rollout's updates: means, except counts and times, which add up."""
+    if not updates:
+        return {}
+    summed = ("time/update", "update/skipped")
+    keys = dict.fromkeys(k for u in updates for k in u)
+    out = {}
+    for key in keys:
+        values = [u[key] for u in updates if key in u]
+        out[key] = sum(values) if key in summed else sum(values) / len(values)
+    out["lr"] = updates[0].get("lr", out.get("lr"))
+    return out
 
 
 class Trainer(RunDirectory, Collection, Update, Checkpoints):
@@ -97,11 +125,15 @@ class Trainer(RunDirectory, Collection, Update, Checkpoints):
             self._undo_prepare()  # a bad model or data path leaves no half run behind
             raise
         self._stop_signal: str | None = None
+        self._first_update_done = False
         self.logger: RunLogger | None = None
 
     def _wire_models(self) -> None:
         cfg = self.config
         models = build.build_models(cfg, self.algorithm, self.device)
+        if cfg.model.chat_template is True and not getattr(models.tokenizer, "chat_template", None):
+            raise ConfigError(f"model.chat_template is true but the tokenizer of {cfg.model.name_or_path!r} has "
+                              f"no chat template; set model.chat_template: false, or use a model that has one")
         self.model, self.reference, self.critic = models.model, models.reference, models.critic
         self.autocast = autocast_dtype(cfg.train.precision, self.device)
         if self.device.type == "cuda":
@@ -151,13 +183,16 @@ class Trainer(RunDirectory, Collection, Update, Checkpoints):
 
     def run(self) -> TrainResult:
         cfg = self.config
-        self._step = 0
+        self._step = 0  # rollouts completed: the unit of train.max_steps, save_every, eval.every
+        self._updates = 0  # optimizer steps completed (epochs × minibatches per rollout)
         self._evaluated_step = -1
         self._nonfinite = 0
+        self._stale_steps = 0
         if self.resume_from is not None:
             self._step, obs = self._restore()
         else:
             obs, _ = self.env.reset(seed=cfg.seed + 7919 * self.dist.rank)
+        self._first_step = self._step
         self.logger = RunLogger(self.output_dir, self.dist.is_main, cfg.train.max_steps, self._step,
                                 progress=cfg.logging.progress and not cfg.logging.quiet,
                                 tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
@@ -169,59 +204,28 @@ class Trainer(RunDirectory, Collection, Update, Checkpoints):
         try:
             while self._step < cfg.train.max_steps:
                 last_eval = self._maybe_eval(self._step) or last_eval
-                rollout, obs, rmetrics, rows = self.collect(obs)
-                self.algorithm.advantages(rollout)
-                rmetrics.update(self._advantage_metrics(rollout))
-                rmetrics.update(self.algorithm.rollout_metrics())
-                rmetrics = reduce_metrics(rmetrics, self.dist)
-                rmetrics["rollout/sequences"] = len(rollout) * self.dist.world_size
-                rollout_start = self._step
-                # Seeded by position, not carried state, so a resumed run shuffles identically.
-                generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rollout_start)
-                lines, t0 = [], time.perf_counter()
-                for _ in range(self.algorithm.epochs):
-                    for mb in rollout.minibatches(self.algorithm.minibatches, generator):
-                        lines.append({**rmetrics, **reduce_metrics(self.update(mb), self.dist)})
-                        self._step += 1
-                        if self._step >= cfg.train.max_steps:
-                            break
-                    if self._step >= cfg.train.max_steps:
-                        break
-                # Throughput of the whole rollout: its tokens over its collection and all of its
-                # updates (μ epochs × minibatches), the same on each of its lines.
-                elapsed = (rmetrics["time/sample"] + rmetrics["time/prepare"] + rmetrics["time/score"]
-                           + time.perf_counter() - t0)
-                tokens_per_s = rmetrics["completion/tokens"] * self.dist.world_size / max(elapsed, 1e-9)
-                for step, line in enumerate(lines, start=rollout_start + 1):
-                    line["tokens_per_s"] = tokens_per_s
-                    line["memory/peak_rss_gb"] = peak_rss_gb()
-                    if self.device.type == "cuda":
-                        line["memory/peak_allocated_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-                    self.logger.log_train(step, line)
-                    last_train = line
-                self.algorithm.on_step_end(last_train)
-                if cfg.logging.samples_every and (rollout_start // cfg.logging.samples_every
-                                                  != self._step // cfg.logging.samples_every or rollout_start == 0):
-                    self.logger.log_samples(self._step, rows)
-                # A signal during the last step: finishing (final eval, checkpoint, final/) is the
-                # quickest safe point, and the message below would otherwise name a step never saved.
-                # Decided together: a rank that saves while another trains on would hang both.
+                # Where a stop before this rollout's first update resumes from: nothing the
+                # update changes (weights, optimizer, algorithm) has moved yet, only these.
+                before = self._resume_point(obs)
+                try:
+                    last_train, obs = self._train_step(obs)
+                except _StopBeforeUpdate:
+                    self.save_checkpoint(self._step, before)
+                    self._exit_on_signal()
                 stop = any_rank(self._stop_signal is not None, self.dist) and self._step < cfg.train.max_steps
                 due = cfg.save_every and (self._step // cfg.save_every) > (last_saved // cfg.save_every)
                 if self._step < cfg.train.max_steps:
                     # Evaluate before saving, so a resumed run never repeats this step's eval line.
-                    last_eval = self._maybe_eval(self._step) or last_eval
+                    if not stop:
+                        last_eval = self._maybe_eval(self._step) or last_eval
                     if due or stop:
-                        self.save_checkpoint(self._step, obs)
+                        self.save_checkpoint(self._step, self._resume_point(obs))
                         last_saved = self._step
                 if stop:
-                    print(f"\nrftgym: {self._stop_signal} received; checkpoint written at step {self._step}. "
-                          f"Resume with: rftgym train <same arguments> --output-dir {cfg.output_dir} --resume",
-                          file=sys.stderr)
-                    raise SystemExit(130)
+                    self._exit_on_signal()
             last_eval = self._maybe_eval(self._step, final=True) or last_eval
-            if self._step > last_saved or not ckpt.list_checkpoints(self.output_dir):
-                self.save_checkpoint(self._step, obs)
+            if cfg.save_last and (self._step > last_saved or not ckpt.list_checkpoints(self.output_dir)):
+                self.save_checkpoint(self._step, self._resume_point(obs))
             self._save_final()
             write_debug_digest(self.model, self.dist, self._step)  # only with $RFTGYM_DEBUG_DIGEST_DIR
         except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:
@@ -237,6 +241,91 @@ class Trainer(RunDirectory, Collection, Update, Checkpoints):
                  if k.startswith(("eval/", "reward/total", "loss/total"))}
         final["step"] = self._step
         return TrainResult(self.output_dir, final)
+
+    def _exit_on_signal(self) -> None:
+        print(f"\nrftgym: {self._stop_signal} received; checkpoint written at step {self._step}. "
+              f"Resume with: rftgym train <same arguments> --output-dir {self.config.output_dir} --resume",
+              file=sys.stderr)
+        raise SystemExit(130)
+
+    def _train_step(self, obs) -> tuple[dict[str, float], Any]:
+        """One step of the run: collect one rollout, then μ epochs × minibatches optimizer steps.
+
+        Returns the step's metrics line (the updates' metrics averaged) and the next observations.
+        Raises :class:`_StopBeforeUpdate` when a signal arrives before the first optimizer step.
+        """
+        cfg = self.config
+        rollout, obs, rmetrics, rows = self.collect(obs)
+        self._check_stop_before_update()
+        self._check_applicable(rmetrics)
+        self.algorithm.advantages(rollout)
+        rmetrics.update(self._advantage_metrics(rollout))
+        rmetrics.update(self.algorithm.rollout_metrics())
+        rmetrics = reduce_metrics(rmetrics, self.dist)
+        rmetrics["rollout/sequences"] = len(rollout) * self.dist.world_size
+        # Seeded by position, not carried state, so a resumed run shuffles identically.
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self._step)
+        updates, t0 = [], time.perf_counter()
+        self._first_update_done = False
+        for _ in range(self.algorithm.epochs):
+            for mb in rollout.minibatches(self.algorithm.minibatches, generator):
+                updates.append(reduce_metrics(self.update(mb), self.dist))
+                self._first_update_done = True
+                self._updates += 1
+        self._first_update_done = False
+        with warnings.catch_warnings():  # a skipped first update: the schedule still follows the step
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+            self.scheduler.step()  # once per rollout: warm-up and decay count run steps
+        self._step += 1
+        line = {**rmetrics, **_combine_updates(updates), "optimizer_steps": self._updates}
+        # Throughput of the whole rollout: its tokens over its collection and all of its updates.
+        elapsed = (rmetrics["time/sample"] + rmetrics["time/prepare"] + rmetrics["time/score"]
+                   + time.perf_counter() - t0)
+        line["tokens_per_s"] = rmetrics["completion/tokens"] * self.dist.world_size / max(elapsed, 1e-9)
+        line["memory/peak_rss_gb"] = peak_rss_gb()
+        if self.device.type == "cuda":
+            line["memory/peak_allocated_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        self.logger.log_train(self._step, line)
+        self.algorithm.on_step_end(line)
+        self._watch_signal(line)
+        every = cfg.logging.samples_every
+        if every and (self._step == 1 or self._step % every == 0):
+            self.logger.log_samples(self._step, rows)
+        return line, obs
+
+    def _check_applicable(self, rmetrics: dict[str, float]) -> None:
+        """The run's first rollout had no sample that any weighted reward could score: stop."""
+        if self._step != self._first_step:
+            return
+        scored = rmetrics.get("rollout/batches", 1) * self.local_prompts * self.group_size
+        if any_rank(rmetrics.get("reward/total/faults", 0) >= scored, self.dist):
+            names = ", ".join(r.name for r in self.config.rewards if r.weight != 0)
+            raise RftgymError(f"no sample of the first rollout had an applicable reward: every weighted reward "
+                              f"({names}) returned None for all {int(scored)} samples; a reward that needs the gold "
+                              f"answer cannot score data without one (env.kwargs.answer_column: null), so name "
+                              f"the answer column or choose a reward that applies (see rftgym plugins)")
+
+    def _check_stop_before_update(self) -> None:
+        """The safe points before the rollout's first optimizer step (after collection, between
+        micro-batches): a signal there drops the rollout and resumes from before it."""
+        if self._first_update_done:
+            return
+        if any_rank(self._stop_signal is not None, self.dist):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise _StopBeforeUpdate
+
+    def _watch_signal(self, line: dict[str, float]) -> None:
+        """Warn once when many steps in a row carried no learning signal (all advantages zero)."""
+        if line.get("adv/max", 1.0) == 0.0 and line.get("adv/min", -1.0) == 0.0:
+            self._stale_steps += 1
+        else:
+            self._stale_steps = 0
+        if self._stale_steps == STALE_STEPS and self.dist.is_main:
+            print(f"rftgym: warning: {STALE_STEPS} steps in a row with every advantage 0 (no learning signal): "
+                  f"every completion of a group got the same reward. Likely causes: a reward that returns a "
+                  f"constant (check reward/*/mean in metrics.jsonl), a task too easy or too hard for the model "
+                  f"(rollout/accuracy 1 or 0), algo.group_size=1 with a group baseline, or too few "
+                  f"rollout.max_new_tokens to write an answer", file=sys.stderr)
 
     def _advantage_metrics(self, rollout) -> dict[str, float]:
         adv = rollout.advantages

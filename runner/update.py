@@ -5,7 +5,6 @@ import contextlib
 import math
 import sys
 import time
-import warnings
 from typing import Any
 
 import torch
@@ -34,7 +33,8 @@ def _lr_lambda(cfg) -> Any:
 
 class Update:
     """Part of :class:`rftgym.runner.trainer.Trainer`: reads ``config``, ``algorithm``,
-    ``train_model``, ``train_critic``, ``optimizer``, ``scheduler``, ``policy``, ``dist``."""
+    ``train_model``, ``train_critic``, ``optimizer``, ``scheduler``, ``policy``, ``dist``; calls
+    ``_check_stop_before_update`` between micro-batches."""
 
     def _build_optimizer(self) -> None:
         """AdamW over the policy's (and the critic's) trainable parameters, and its schedule."""
@@ -68,6 +68,7 @@ class Update:
         totals: dict[str, float] = {}
         loss_sum = entropy_sum = 0.0
         for i, part in enumerate(micro):
+            self._check_stop_before_update()  # a safe point: nothing of this rollout applied yet
             last = i == len(micro) - 1
             sync = contextlib.nullcontext() if last or not self.dist.enabled else self._no_sync()
             with sync, self.policy.autocast():
@@ -108,10 +109,7 @@ class Update:
             self._nonfinite = 0
             metrics["update/skipped"] = 0
             self.optimizer.step()
-        metrics["lr"] = self.scheduler.get_last_lr()[0]
-        with warnings.catch_warnings():  # a skipped first update: the schedule still follows the step
-            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
-            self.scheduler.step()
+        metrics["lr"] = self.scheduler.get_last_lr()[0]  # the trainer steps the schedule once per rollout
         metrics["time/update"] = time.perf_counter() - t0
         return metrics
 

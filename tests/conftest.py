@@ -92,8 +92,10 @@ def run_cli(tmp_path):
             cwd: Path | None = None) -> subprocess.CompletedProcess:
         base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", str(tmp_path)),
                 "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-        if pythonpath:
-            base["PYTHONPATH"] = os.pathsep.join(str(p) for p in pythonpath)
+        # The caller's PYTHONPATH stays first: it decides which rftgym checkout is under test.
+        paths = [*filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)), *map(str, pythonpath)]
+        if paths:
+            base["PYTHONPATH"] = os.pathsep.join(paths)
         base.update(env or {})
         return subprocess.run([sys.executable, "-m", "rftgym", *args], capture_output=True, text=True,
                               env=base, cwd=cwd or tmp_path, timeout=120)

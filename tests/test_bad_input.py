@@ -155,14 +155,14 @@ def _rows(*rows: dict) -> str:
 GOOD = [{"question": f"{i}+1=", "answer": str(i + 1)} for i in range(8)]
 
 DATA_CASES = {
-    "missing file": (None, ("nope.jsonl", "not found")),
+    "missing file": (None, ("nope.jsonl", "does not exist")),
     "empty file": (b"", ("data.jsonl", "empty")),
     "missing prompt column": (_rows(*({"prompt": r["question"], "answer": r["answer"]} for r in GOOD)),
                               ("'question'",)),
     "null prompts": (_rows(*({"question": None, "answer": "1"} for _ in range(8))), ("'question'",)),
     "non-utf8": (b'{"question": "1+1=", "answer": "2"}\n{"question": "\xff\xfe", "answer": "1"}\n',
                  ("data.jsonl", "'question'", "UTF-8")),
-    "not json": (b"question,answer\n1+1=,2\n", ("data.jsonl", "not readable as json")),
+    "not json": (b"question,answer\n1+1=,2\n", ("data.jsonl", "line 1 is not valid JSON")),
 }
 
 
@@ -518,4 +518,6 @@ def test_exploding_learning_rate_ends_with_a_clear_error(assets, tmp_path, capsy
     got, _, lines = _run(argv, capsys)
     assert got == 2, lines
     errors = [line for line in lines if "warning" not in line]
-    _one_error(errors, "non-finite")
+    # refused before it starts: above 1, AdamW's steps only destroy the weights (issue 20, item 8)
+    _one_error(errors, "'train.lr' = 1e+30 is invalid")
+    assert not (tmp_path / "out").exists()

@@ -193,7 +193,18 @@ def test_example_config_validates(config, monkeypatch, capsys):
     from rftgym.cli import main
 
     monkeypatch.chdir(ROOT)  # configs name data files relative to the repository root
-    code = main(["train", "--config", str(config.relative_to(ROOT)), "--dry-run"])
+    rm_dir = ROOT / "runs" / "reward-model" / "final"  # what `rftgym train-rm` writes, which a config may read
+    made = not rm_dir.exists()
+    rm_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        code = main(["train", "--config", str(config.relative_to(ROOT)), "--dry-run"])
+    finally:
+        if made:
+            for path in (rm_dir, rm_dir.parent, rm_dir.parent.parent):
+                try:
+                    path.rmdir()
+                except OSError:
+                    break
     out, err = capsys.readouterr()
     assert code == 0, err
     resolved = yaml.safe_load(out)

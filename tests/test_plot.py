@@ -63,7 +63,8 @@ def test_panels_follow_the_metrics_present(tmp_path):
 
     full = {"a": read_metrics(write_run(tmp_path / "a", rewards=("math", "format")))}
     titles = {title: [k for k, _ in metrics] for title, metrics in _panels(full)}
-    assert list(titles) == ["reward", "eval", "KL to reference", "entropy", "completion length (tokens)", "loss"]
+    assert list(titles) == ["reward", "eval", "KL to reference", "entropy", "completion length (tokens)",
+                            "grad norm", "loss"]
     assert titles["reward"] == ["reward/total/mean", "reward/math/mean", "reward/format/mean"]
     assert titles["eval"] == ["eval/accuracy", "eval/reward"]
     # no KL key (e.g. REINFORCE) and a single reward: no KL panel, no duplicate reward line
@@ -92,7 +93,7 @@ def test_two_runs_overlay_with_a_legend(tmp_path, monkeypatch):
     out = plot.plot_runs([a, b])
     assert out == a / "compare.png"
     check_png(out)
-    assert len(seen["legends"]) == 6  # every panel has both runs
+    assert len(seen["legends"]) == 7  # every panel has both runs
     for legend in seen["legends"]:
         assert any(t.startswith("grpo") for t in legend) and any(t.startswith("dapo") for t in legend)
     assert seen["lines"][0] == 6  # reward panel: (total, math, format) x 2 runs
@@ -146,3 +147,49 @@ def test_cli_plot_missing_run(tmp_path, run_cli, one_line_error):
     proc = run_cli("plot", str(tmp_path / "missing"))
     assert proc.returncode == 2
     assert "missing/metrics.jsonl" in one_line_error(proc.stderr)
+
+
+def _rewrite(folder: Path, **changes) -> Path:
+    rows = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        for key, value in changes.items():
+            if key in row:
+                row[key] = value(row) if callable(value) else value
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_noise_loss_and_zero_kl_are_not_drawn(tmp_path):
+    from rftgym.plot import _panels, read_metrics
+
+    # GRPO on-policy: the loss is float noise around 0; beta = 0: the KL is exactly 0
+    run = _rewrite(write_run(tmp_path / "grpo"), **{"loss/total": lambda r: (-1) ** r["step"] * 3e-9, "kl": 0.0})
+    titles = [title for title, _ in _panels({"grpo": read_metrics(run)})]
+    assert "loss" not in titles and "KL to reference" not in titles
+    assert "grad norm" in titles  # what is informative instead
+    # a real KL in another run brings its panel back, with that run only
+    other = write_run(tmp_path / "ppo")
+    panels = dict(_panels({"grpo": read_metrics(run), "ppo": read_metrics(other)}))
+    assert "KL to reference" in panels and "loss" in panels
+
+
+def test_many_runs_share_one_legend_below_the_panels(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from rftgym import plot
+
+    runs = [write_run(tmp_path / f"run{i}", shift=0.05 * i) for i in range(7)]
+    seen = {}
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        seen["panel_legends"] = [ax.get_legend() for ax in fig.axes if ax.get_visible()]
+        seen["figure_legends"] = [[t.get_text() for t in leg.get_texts()] for leg in fig.legends]
+        return real_savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Figure, "savefig", spy)
+    check_png(plot.plot_runs(runs, tmp_path / "seven.png"))
+    assert seen["figure_legends"] == [[f"run{i}" for i in range(7)]]
+    # inside a panel, at most the key to its line styles, never the seven run names
+    for legend in seen["panel_legends"]:
+        assert legend is None or len(legend.get_texts()) < 7

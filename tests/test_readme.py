@@ -93,7 +93,47 @@ def test_every_train_command_in_the_readme_validates(tmp_path, run_cli):
     (tmp_path / "my_run.yaml").write_text("{}\n")
     (tmp_path / "my_reward.py").write_text(block("plugin-example"))
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    # What the README's commands expect the user to have: their own data, train-rm's output.
+    (tmp_path / "my_data").mkdir()
+    for name in ("train.jsonl", "test.jsonl"):
+        shutil.copy(ROOT / "examples" / "data" / "gsm8k_sample.jsonl", tmp_path / "my_data" / name)
+    (tmp_path / "runs" / "reward-model" / "final").mkdir(parents=True)
     for line in lines:
         args = shlex.split(line)[2:]
         proc = run_cli("train", *args, "--dry-run", env={"RFTGYM_LOAD_PLUGINS": ""}, cwd=tmp_path)
         assert proc.returncode == 0, f"{line}\n{proc.stderr}"
+
+
+def _bash_lines(name: str) -> list[str]:
+    return [line.split("#", 1)[0].strip() for line in block(name).replace("\\\n", " ").splitlines()
+            if line.split("#", 1)[0].strip()]
+
+
+def test_reward_model_recipe_runs_as_written(tmp_path, run_cli):
+    """The README's reward-model recipe, each command as written plus a short --max-steps."""
+    import shlex
+    import shutil
+
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    lines = _bash_lines("reward-model-recipe")
+    assert [shlex.split(line)[:2] for line in lines] == [["rftgym", "train-rm"], ["rftgym", "train"]]
+    short = {"train-rm": ["--max-steps", "20", "--set", "num_pairs=512", "--set", "eval_pairs=64", "--quiet"],
+             "train": ["--max-steps", "2", "--quiet", "--set", "eval.every=0", "--set", "train.threads=1"]}
+    for line in lines:
+        args = shlex.split(line)[1:]
+        proc = run_cli(*args, *short[args[0]], env={"RFTGYM_LOAD_PLUGINS": "", "OMP_NUM_THREADS": "1"},
+                       cwd=tmp_path)
+        assert proc.returncode == 0, f"{line}\n{proc.stderr}"
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["step"] == 2
+    assert (tmp_path / "runs" / "ppo-reward-model" / "final" / "config.json").is_file()
+
+
+def test_readme_says_how_long_train_rm_takes():
+    section = README.split("## A learned reward model", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"train-rm` runs 1,500 steps by default: about \d", section)
+    assert "RM_TIME" not in README
+
+
+def test_readme_shows_the_fast_test_subset():
+    assert 'python -m pytest -q -m "not slow"' in README and "12 minutes" in README

@@ -93,8 +93,9 @@ def test_reference_and_critic_forwards_run_while_the_rewards_are_scored(assets, 
     rows = _train_lines(read_jsonl(tmp_path / "run" / "metrics.jsonl"))
     assert seen and all(keys == ["ref_logp", "values"] for keys in seen)   # PPO: one rollout, several steps
     assert len(rows) == 3 and all(r["reward/total/mean"] == 1.0 for r in rows)
-    # throughput is the rollout's tokens over its collection and all of its updates: one value
-    assert len({r["tokens_per_s"] for r in rows}) == 1
+    # one line per rollout (a step), each after PPO's epochs x minibatches = 4 x 2 updates
+    assert [r["optimizer_steps"] for r in rows] == [8, 16, 24]
+    assert all(r["tokens_per_s"] > 0 for r in rows)
 
 
 def test_env_without_async_scoring_or_with_its_own_step_is_stepped(monkeypatch):
@@ -143,12 +144,13 @@ def test_ppo_run_trains_policy_and_critic(assets, tmp_path):
     model_dir, data = assets
     out = tmp_path / "ppo"
     config = run_config(model_dir, data, out, **{"algo": {"name": "ppo", "epochs": 2, "minibatches": 2},
-                                                 "train.max_steps": 4, "save_every": 0, "eval.every": 0})
+                                                 "train.max_steps": 2, "save_every": 0, "eval.every": 0})
     rftgym.train(config)
     rows = read_jsonl(out / "metrics.jsonl")
-    assert [r["step"] for r in _train_lines(rows)] == [1, 2, 3, 4]  # 1 rollout x 2 epochs x 2 minibatches
+    # a step is a rollout: 2 rollouts, each 2 epochs x 2 minibatches = 4 optimizer steps
+    assert [(r["step"], r["optimizer_steps"]) for r in _train_lines(rows)] == [(1, 4), (2, 8)]
     assert any(k.startswith("value") or "value" in k for k in rows[0]), sorted(rows[0])
-    assert (out / "checkpoints" / "step-4" / "critic.safetensors").is_file()
+    assert (out / "checkpoints" / "step-2" / "critic.safetensors").is_file()
 
 
 def test_existing_run_is_not_overwritten(assets, tmp_path):
@@ -172,11 +174,18 @@ def test_resume_logs_every_step_once(assets, tmp_path):
 
 
 def test_unloadable_model_is_one_clear_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "rftgym", "train", "--model", str(tmp_path / "nope"),
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "rftgym", "train", "--model", str(tmp_path / "empty"),
                            "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "could not be loaded" in lines[0] and "--model" in lines[0], proc.stderr
+    # a directory that does not exist says so, before anything loads (not a hub-id problem)
+    proc = subprocess.run([sys.executable, "-m", "rftgym", "train", "--model", str(tmp_path / "nope"),
+                           "--output-dir", str(tmp_path / "out"), "--dry-run"], capture_output=True, text=True,
+                          timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "no such directory" in lines[0], proc.stderr
 
 
 def test_cli_train_runs_and_prints_final_metrics(assets, tmp_path):
