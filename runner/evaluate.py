@@ -62,7 +62,10 @@ def evaluate_model(model: str, env_id: str, rewards: list[dict[str, Any]], num_p
         env = build.make_vec(env_id, num_envs=min(256, num_prompts), group_size=1, reward=pipeline,
                              reward_resolver=checks, split=split, order="sequential", **(env_kwargs or {}))
         try:
-            policy = Policy(net.to(dev), tokenizer, dev, system_prompt=getattr(env, "system_prompt", None))
+            # as training does: the model's chat template unless the env renders it itself
+            templated = bool((env_kwargs or {}).get("chat_template"))
+            policy = Policy(net.to(dev), tokenizer, dev, system_prompt=getattr(env, "system_prompt", None),
+                            chat_template=False if templated else "auto", model_name=model)
             metrics = evaluate(policy, env, num_prompts, max_new_tokens)
         finally:
             env.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..envs.formatting import from_plain, to_plain
 from . import checkpoint as ckpt
 from .distributed import barrier
 from .parallel import load_full_checkpoint, save_full_checkpoint
@@ -20,7 +21,7 @@ class Checkpoints:
             ckpt.prepare_tmp(self.output_dir, step)
         barrier(self.dist)
         env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else {}
-        ckpt.write_rank_state(path, self.dist.rank, {"env": json.dumps(env_state), "obs": list(obs),
+        ckpt.write_rank_state(path, self.dist.rank, {"env": json.dumps(env_state), "obs": [to_plain(o) for o in obs],
                                                      "rewards": json.dumps(self.envs.pipeline.state_dict())})
         barrier(self.dist)
         state = {"algorithm": self.algorithm.state_dict(), "evaluated_step": self._evaluated_step,
@@ -50,5 +51,5 @@ class Checkpoints:
         if self.dist.is_main:
             truncate_jsonl(self.output_dir / METRICS, step)
             truncate_jsonl(self.output_dir / SAMPLES, step)
-        return step, tuple(extras["obs"])
+        return step, tuple(from_plain(o) for o in extras["obs"])  # conversations come back with their turns
 

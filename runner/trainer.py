@@ -115,9 +115,11 @@ class Trainer(RunDirectory, Collection, Update, Checkpoints):
         if cfg.train.compile:
             self.train_model = torch.compile(self.train_model)
         # The env owns its system prompt; the policy applies it when it applies the chat template.
+        # An env given ``chat_template=True`` (and a tokenizer) renders the template itself.
         self.policy = Policy(self.model, models.tokenizer, self.device, self.autocast,
-                             chat_template=cfg.model.chat_template,
-                             system_prompt=getattr(self.env, "system_prompt", None))
+                             chat_template=False if cfg.env.kwargs.get("chat_template") else cfg.model.chat_template,
+                             system_prompt=getattr(self.env, "system_prompt", None),
+                             model_name=cfg.model.name_or_path)
         self._build_optimizer()
 
     def _install_signals(self) -> dict:
