@@ -9,6 +9,7 @@ two are the same function.
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,7 +46,9 @@ def apply_lora(model: nn.Module, cfg: Any, model_name: str, task_type: str | Non
     peft refuses the options or the architecture."""
     peft = _peft()
     try:
-        wrapped = peft.get_peft_model(model, lora_config(cfg, task_type))
+        with warnings.catch_warnings():  # peft reads transformers' deprecated checkpointing flag
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            wrapped = peft.get_peft_model(model, lora_config(cfg, task_type))
     except (ValueError, TypeError, NotImplementedError, KeyError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         targets = cfg.target_modules or "all linear layers"
