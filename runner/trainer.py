@@ -23,7 +23,7 @@ from ..errors import RftgymError
 from . import build
 from . import checkpoint as ckpt
 from .collect import Collection, _scores_async  # noqa: F401  (_scores_async: tested from here)
-from .device import autocast_dtype, configure_threads, peak_rss_gb, resolve_device, seed_everything
+from .device import autocast_dtype, children_rss_gb, configure_threads, peak_rss_gb, resolve_device, seed_everything
 from .distributed import DistInfo, any_rank, init_distributed, reduce_metrics, shutdown, write_debug_digest
 from .evaluate import evaluate
 from .parallel import wrap_model
@@ -197,6 +197,7 @@ class Trainer(RunDirectory, Collection, Update, Checkpoints):
                 for step, line in enumerate(lines, start=rollout_start + 1):
                     line["tokens_per_s"] = tokens_per_s
                     line["memory/peak_rss_gb"] = peak_rss_gb()
+                    line["memory/children_rss_gb"] = children_rss_gb()   # worker processes, not in the peak above
                     if self.device.type == "cuda":
                         line["memory/peak_allocated_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                     self.logger.log_train(step, line)
