@@ -158,3 +158,23 @@ def test_unknown_target_module_is_one_line_and_writes_nothing(assets, tmp_path):
     message = str(err.value)
     assert "\n" not in message and "model.lora" in message and "q_prj" in message and "q_proj" in message
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_adapters_get_gradients_under_gradient_checkpointing():
+    from rftgym.runner.tiny_model import build_char_tokenizer, build_tiny_model
+
+    tok = build_char_tokenizer()
+    model = build_tiny_model(tok, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                             intermediate_size=64)
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
+    wrapped = apply_lora(model, LoraConfig(**LORA), "tiny").train()
+    with torch.no_grad():
+        for name, p in wrapped.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    ids, comp = torch.tensor([[5, 6, 7]]), torch.tensor([[8, 9]])
+    logp, _ = completion_logprobs(wrapped, ids, torch.ones_like(ids), comp, torch.ones_like(comp))
+    logp.sum().backward()
+    trainable = [(n, p) for n, p in wrapped.named_parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None and p.grad.abs().sum() > 0 for _, p in trainable)
