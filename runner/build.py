@@ -12,6 +12,7 @@ loads, with the closest registered name.
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -187,19 +188,36 @@ def build_models(config: RunConfig, algorithm: Any, device: Any) -> Models:
     from .models import load_policy  # deferred: transformers and torch load only when a run starts
 
     offline_unless_hub_reachable(config.model.name_or_path)
+    lora = config.model.lora
+    if lora.r > 0 and config.train.distributed == "fsdp" and os.environ.get("WORLD_SIZE", "1") != "1":
+        from ..errors import ConfigError
+
+        raise ConfigError("model.lora.r > 0 is not supported with train.distributed=fsdp; use ddp "
+                          "(the adapters are small) or model.lora.r=0")
     model, tokenizer = load_policy(config.model)
     model.to(device)
     _disable_dropout(model)
-    model.train()
-    models = Models(model, tokenizer)
-    if algorithm.needs_reference:
-        models.reference = copy.deepcopy(model).eval().requires_grad_(False)
+    critic = None
     if algorithm.needs_critic:
         from .critic import ValueModel  # deferred, as above: torch and transformers
 
+        # built before the policy gets its adapters: the critic's backbone is the base model's
         critic = (ValueModel.from_pretrained(config.model.critic, trust_remote_code=config.model.trust_remote_code)
                   if config.model.critic else ValueModel.from_causal_lm(model))
         _disable_dropout(critic)
+    if lora.r > 0:
+        from .lora import AdaptersDisabled, apply_lora
+
+        model = apply_lora(model, lora, config.model.name_or_path)
+        if critic is not None:  # the critic trains its own adapters and its value head
+            critic.backbone = apply_lora(critic.backbone, lora, config.model.critic or config.model.name_or_path,
+                                         task_type="FEATURE_EXTRACTION")
+    model.train()
+    models = Models(model, tokenizer)
+    if algorithm.needs_reference:
+        models.reference = (AdaptersDisabled(model) if lora.r > 0
+                            else copy.deepcopy(model).eval().requires_grad_(False))
+    if critic is not None:
         models.critic = critic.to(device).train()
     return models
 

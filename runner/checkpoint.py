@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from . import device as dev
 
@@ -78,12 +78,39 @@ def write_rank_state(path: Path, rank: int, extra: dict[str, Any]) -> None:
     torch.save(state, path / f"rank-{rank}.pt")
 
 
+def _partly_frozen(module: torch.nn.Module) -> bool:
+    flags = {p.requires_grad for p in module.parameters()}
+    return flags == {True, False}
+
+
+def _save_weights(module: torch.nn.Module, file: Path) -> None:
+    """All weights; or, when some are frozen (LoRA), only the trainable ones: the frozen ones
+    are reloaded from ``model.name_or_path`` on resume, unchanged."""
+    if not _partly_frozen(module):
+        save_model(module, str(file))
+        return
+    save_file({name: p.detach().contiguous() for name, p in module.named_parameters() if p.requires_grad}, str(file))
+
+
+def _load_weights(module: torch.nn.Module, file: Path) -> None:
+    if not _partly_frozen(module):
+        load_model(module, str(file))
+        return
+    state = load_file(str(file))
+    trainable = {name for name, p in module.named_parameters() if p.requires_grad}
+    if set(state) != trainable:
+        missing, extra = sorted(trainable - set(state)), sorted(set(state) - trainable)
+        raise RuntimeError(f"checkpoint {file} does not match the model's trainable parameters "
+                           f"(missing {missing[:3]}, unexpected {extra[:3]}): was it written with other model.lora settings?")
+    module.load_state_dict(state, strict=False)
+
+
 def write_main_state(path: Path, step: int, policy: torch.nn.Module, optimizer: torch.optim.Optimizer,
                      scheduler: Any, state: dict[str, Any], critic: torch.nn.Module | None = None) -> None:
     """Model(s), optimizer, scheduler and the JSON trainer state (rank 0 only; state file last)."""
-    save_model(policy, str(path / "policy.safetensors"))
+    _save_weights(policy, path / "policy.safetensors")
     if critic is not None:
-        save_model(critic, str(path / "critic.safetensors"))
+        _save_weights(critic, path / "critic.safetensors")
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, path / "optimizer.pt")
     write_state_file(path, {"step": step, **state})
 
@@ -124,9 +151,9 @@ def prepare_tmp(output_dir: str | Path, step: int) -> Path:
 def load(path: Path, rank: int, policy: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
          critic: torch.nn.Module | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Restore models, optimizer, scheduler and this rank's RNG; return (trainer state, rank extras)."""
-    load_model(policy, str(path / "policy.safetensors"))
+    _load_weights(policy, path / "policy.safetensors")
     if critic is not None:
-        load_model(critic, str(path / "critic.safetensors"))
+        _load_weights(critic, path / "critic.safetensors")
     opt = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
     optimizer.load_state_dict(opt["optimizer"])
     scheduler.load_state_dict(opt["scheduler"])

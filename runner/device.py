@@ -48,13 +48,35 @@ def configure_threads(threads: int, world_size: int = 1) -> int:
 
 
 def peak_rss_gb() -> float:
-    """This process's peak resident memory in GiB (NaN where ``resource`` is missing, e.g. Windows)."""
+    """This process's peak resident memory in GiB since it started (weights, optimizer, activations,
+    allocator caches and model loading all count; NaN where ``resource`` is missing, e.g. Windows)."""
     try:
         import resource
     except ImportError:
         return float("nan")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**30 if sys.platform == "darwin" else peak / 2**20  # bytes on macOS, KiB on Linux
+
+
+def children_rss_gb() -> float:
+    """Resident memory of this process's live child processes (reward worker pools, …) in GiB,
+    which ``peak_rss_gb`` does not count; 0 where ``/proc`` is missing."""
+    import glob
+
+    total = 0
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    for path in glob.glob("/proc/self/task/*/children"):
+        try:
+            pids = open(path).read().split()
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/statm") as fh:
+                    total += int(fh.read().split()[1]) * page
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 2**30
 
 
 def seed_everything(seed: int) -> None:

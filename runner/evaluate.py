@@ -95,7 +95,10 @@ def evaluate_model(model: str, env_id: str, rewards: list[dict[str, Any]], num_p
             raise ConfigError(f"env {env_id!r} (--split {split!r}, --env-kwarg) refused its arguments: "
                               f"{type(exc).__name__}: {exc}") from None
         try:
-            policy = Policy(net.to(dev), tokenizer, dev, system_prompt=getattr(env, "system_prompt", None))
+            # as training does: the model's chat template unless the env renders it itself
+            templated = bool((env_kwargs or {}).get("chat_template"))
+            policy = Policy(net.to(dev), tokenizer, dev, system_prompt=getattr(env, "system_prompt", None),
+                            chat_template=False if templated else "auto", model_name=model)
             metrics = evaluate(policy, env, num_prompts, max_new_tokens)
         finally:
             env.close()

@@ -92,7 +92,12 @@ def export_pretrained(model: nn.Module, tokenizer, out_dir: str | Path, info: Di
     """``save_pretrained`` of the full model (and tokenizer) by rank 0; every rank must call under FSDP."""
     state = full_model_state(model) if is_sharded(model) else None
     if info.is_main:
-        model.save_pretrained(out_dir, state_dict=state) if state is not None else model.save_pretrained(out_dir)
+        if state is not None:
+            model.save_pretrained(out_dir, state_dict=state)
+        else:  # a LoRA policy is written merged, with its adapter beside it
+            from .models import save_pretrained_model
+
+            save_pretrained_model(model, out_dir)
         tokenizer.save_pretrained(out_dir)
 
 

@@ -6,15 +6,16 @@ Knows nothing about rewards or algorithms. Sampling is a KV-cache loop that
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
+from ..envs.formatting import Conversation, chat_messages
+from ..errors import RftgymError
 from .distributed import DistInfo, any_rank
-from .packing import cost_weights, pack, packed_logits, supports_packing, unwrap
+# completion_logprobs and _shared_prompt_logits live in .logprobs; importable from here as before
+from .logprobs import _cache_kwarg, _position_ids, _shared_prompt_logits, causal_lm, completion_logprobs  # noqa: F401
 from .parallel import is_sharded
 
 
@@ -28,17 +29,6 @@ class Samples:
     completion_mask: torch.Tensor  # [N, T] 1 on generated tokens incl. EOS
     logp: torch.Tensor             # [N, T] sampling log-probs (logits / temperature), 0 on padding
     texts: list[str]               # N decoded completions (without EOS/pad)
-
-
-def _cache_kwarg(model: torch.nn.Module) -> str:
-    """transformers 5 names the KV-cache argument ``cache``; older releases ``past_key_values``."""
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _position_ids(mask: torch.Tensor) -> torch.Tensor:
-    # Left padding: real tokens start at position 0 whatever the pad length.
-    return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -55,29 +45,72 @@ def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tens
     return logits
 
 
+def resolve_chat_template(setting: bool | str, tokenizer, model_name: str = "the model") -> bool:
+    """``model.chat_template``: ``auto`` applies the template when the tokenizer has one
+    (a chat model); ``true`` requires one; ``false`` feeds prompts as plain text."""
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if setting == "auto":
+        return has
+    if setting and not has:
+        raise RftgymError(f"model.chat_template=true but the tokenizer of {model_name!r} has no chat template; "
+                          f"use model.chat_template=auto or false")
+    return bool(setting)
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """The special token(s) the chat template puts after an assistant turn (``<|im_end|>``,
+    ``<|eot_id|>``, ``<end_of_turn>``, …): a chat model's completion ends there, whatever
+    ``eos_token`` says."""
+    marker = "rftgym-end-of-turn-probe"
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"},
+                                              {"role": "assistant", "content": marker}], tokenize=False)
+    except Exception:
+        return []
+    if marker not in text:
+        return []
+    special = set(tokenizer.all_special_ids)
+    tail = tokenizer(text.split(marker, 1)[1], add_special_tokens=False)["input_ids"]
+    return [next(t for t in tail if t in special)] if any(t in special for t in tail) else []
+
+
 class Policy:
     """A causal LM plus tokenizer on a device, with sampling and log-prob helpers."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, device: torch.device | str = "cpu",
-                 autocast_dtype: torch.dtype | None = None, chat_template: bool = False,
-                 system_prompt: str | None = None) -> None:
+                 autocast_dtype: torch.dtype | None = None, chat_template: bool | str = False,
+                 system_prompt: str | None = None, model_name: str = "the model") -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.autocast_dtype = autocast_dtype
-        self.chat_template = chat_template
         self.system_prompt = system_prompt
+        self.chat_template = resolve_chat_template(chat_template, tokenizer, model_name)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
         self.pad_id = int(tokenizer.pad_token_id)
+        if self.chat_template:
+            self._check_template(model_name)
         self.eos_ids = self._eos_ids()
         self._cache_arg = _cache_kwarg(self._unwrapped)
-        self._prompt_cache: dict[str, list[int]] = {}
+        self._prompt_cache: dict[tuple[bool, str], list[int]] = {}
 
     @property
     def _unwrapped(self) -> torch.nn.Module:
-        return getattr(self.model, "module", self.model)
+        return causal_lm(self.model)
+
+    def _check_template(self, model_name: str) -> None:
+        """Render one prompt now, so a template that cannot (no system role, bad Jinja) fails
+        before training with one line naming the model and the setting."""
+        try:
+            self.format_prompt("What is 1 + 1?")
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise RftgymError(f"model {model_name!r}: its tokenizer's chat template failed to render a prompt"
+                              f"{' with the env system_prompt' if self.system_prompt else ''} "
+                              f"({type(exc).__name__}: {first}); set model.chat_template=false to feed "
+                              f"prompts as plain text") from None
 
     def _eos_ids(self) -> list[int]:
         ids = set()
@@ -89,6 +122,8 @@ class Policy:
             ids.add(eos)
         elif isinstance(eos, (list, tuple)):
             ids.update(int(e) for e in eos)
+        if self.chat_template:
+            ids.update(end_of_turn_ids(self.tokenizer))
         return sorted(ids)
 
     def autocast(self):
@@ -99,25 +134,27 @@ class Policy:
 
     # -- tokenisation ---------------------------------------------------------------------------
     def format_prompt(self, prompt: str) -> str:
-        """Apply the tokenizer's chat template when asked (the env's prompt is the user turn)."""
+        """The text the model reads: the chat template over the prompt's turns (a plain prompt
+        is the user turn, after the env's system prompt) when it applies, else the prompt."""
         if not self.chat_template:
-            return prompt
-        messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
-        messages.append({"role": "user", "content": prompt})
+            return str(prompt)
+        messages = chat_messages(prompt, self.system_prompt)
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def encode_prompts(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded ``[B, P]`` ids and mask; token ids are cached per prompt string."""
+        """Left-padded ``[B, P]`` ids and mask; token ids are cached per prompt."""
         rows = []
         for prompt in prompts:
-            ids = self._prompt_cache.get(prompt)
+            key = (isinstance(prompt, Conversation), str(prompt))
+            ids = self._prompt_cache.get(key)
             if ids is None:
+                # a rendered template already holds its special tokens (BOS included)
                 ids = self.tokenizer(self.format_prompt(prompt), add_special_tokens=not self.chat_template)["input_ids"]
                 if not ids:
                     raise ValueError(f"prompt {prompt[:40]!r} tokenizes to nothing")
                 if len(self._prompt_cache) > 100_000:
                     self._prompt_cache.clear()
-                self._prompt_cache[prompt] = ids
+                self._prompt_cache[key] = ids
             rows.append(ids)
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
@@ -202,6 +239,7 @@ class Policy:
             logits = out.logits[:, -1].float()
             next_pos = next_pos + 1
 
+        del out, cache, logits  # the KV cache goes now, not when the caller's frame ends (before the update)
         T = int(lengths.max().item()) if N else 0
         completion_ids = tokens[:, :T]
         completion_mask = (torch.arange(T, device=self.device)[None, :] < lengths[:, None]).long()
@@ -238,89 +276,3 @@ def _idle_decode(model: torch.nn.Module, t: int, max_new_tokens: int, pad_id: in
         t += 1
         if t == max_new_tokens - 1 or not any_rank(False, info):
             return
-
-
-def _shared_prompt_logits(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                          completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor | None:
-    """Logits ``[N, T, V]`` predicting each completion token, each distinct prompt run once.
-
-    A GRPO batch holds each prompt G times. The distinct prompts go through the model once
-    (with gradients); their KV cache is indexed out to the N rows, and only the completion
-    tokens run per row, so the forward and backward see ``U·P + N·(T−1)`` tokens instead of
-    ``N·(P+T)``. Gradients reach the prompt positions through the cache (the indexing's
-    backward sums the G rows). Same logits as the full-sequence forward up to float rounding.
-    None when there is little to share or the model returns no cache (gradient checkpointing).
-    """
-    N, P = prompt_ids.shape
-    T = completion_ids.size(1)
-    inner = unwrap(model)
-    # transformers 5 renamed the flag (the old name warns); older releases only have the old one
-    name = "is_activation_checkpointing" if hasattr(type(inner), "is_activation_checkpointing") \
-        else "is_gradient_checkpointing"
-    if inner.training and getattr(inner, name, False):
-        return None  # transformers turns the cache off under gradient checkpointing
-    keys, inverse = torch.unique(torch.cat([prompt_ids, prompt_mask.to(prompt_ids.dtype)], dim=1), dim=0,
-                                 return_inverse=True)
-    if keys.size(0) * 4 > N * 3:  # under 25% fewer prompt rows: the extra call costs more than it saves
-        return None
-    uniq_ids, uniq_mask = keys[:, :P], keys[:, P:].to(prompt_mask.dtype)
-    out = model(input_ids=uniq_ids, attention_mask=uniq_mask, position_ids=_position_ids(uniq_mask),
-                use_cache=True, logits_to_keep=1)
-    cache = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
-    if cache is None or not hasattr(cache, "batch_select_indices"):
-        return None
-    first = out.logits[:, -1:][inverse]                                # [N, 1, V] predicts completion token 0
-    if T == 1:
-        return first
-    cache.batch_select_indices(inverse)                                # [U, …] -> [N, …], differentiable
-    attention_mask = torch.cat([prompt_mask, completion_mask[:, :-1]], dim=1)   # [N, P+T-1]
-    position_ids = prompt_mask.sum(-1, keepdim=True) + torch.arange(T - 1, device=prompt_ids.device)
-    cache_arg = _cache_kwarg(inner)
-    rest = model(input_ids=completion_ids[:, :-1], attention_mask=attention_mask, position_ids=position_ids,
-                 use_cache=True, **{cache_arg: cache})
-    return torch.cat([first, rest.logits], dim=1)                     # [N, T, V]
-
-
-def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                        completion_ids: torch.Tensor, completion_mask: torch.Tensor, temperature: float = 1.0,
-                        with_entropy: bool = False, share_prompts: bool = False, one_forward: bool = False,
-                        pack_rows: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-token log-probs ``[N, T]`` of the completion tokens (and entropies, detached).
-
-    Only the completion positions' logits are materialised (``logits_to_keep``), and no
-    ``[N, T, V]`` log-softmax is kept for backward beyond what the loss needs.
-    ``share_prompts``: run each distinct prompt once, by prompt-tree packing (one forward, see
-    :mod:`.packing`) where the model supports it and ``pack_rows``, else by sharing the prompts'
-    KV cache (two forwards, see :func:`_shared_prompt_logits`) unless ``one_forward`` (a
-    DDP/FSDP wrapper expects one forward per backward).
-    """
-    T = completion_ids.size(1)
-    if share_prompts and pack_rows and T > 0 and supports_packing(model):
-        packed = pack(prompt_ids, prompt_mask, completion_ids, completion_mask, cost_weights(model))
-        if packed is not None:
-            logits = packed_logits(model, packed).float() / temperature        # [R*K, V]
-            lsm = logits.log_softmax(-1)
-            logp = lsm[packed.predictor, completion_ids] * completion_mask    # [N, T]
-            entropy = None
-            if with_entropy:
-                with torch.no_grad():
-                    entropy = -(lsm.exp() * lsm).sum(-1)[packed.predictor] * completion_mask
-            return logp, entropy
-    logits = None
-    if share_prompts and not one_forward and T > 0:
-        logits = _shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
-    if logits is None:
-        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)          # [N, P+T]
-        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)   # [N, P+T]
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=_position_ids(attention_mask),
-                    use_cache=False, logits_to_keep=T + 1)
-        logits = out.logits[:, :-1]                                     # position t predicts token t
-    logits = logits.float() / temperature                               # [N, T, V]
-    logp = -F.cross_entropy(logits.transpose(1, 2), completion_ids, reduction="none")  # [N, T]
-    logp = logp * completion_mask
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            lsm = logits.log_softmax(-1)
-            entropy = -(lsm.exp() * lsm).sum(-1) * completion_mask    # [N, T]
-    return logp, entropy

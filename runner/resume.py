@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..envs.formatting import from_plain, to_plain
 from . import checkpoint as ckpt
 from .distributed import barrier
 from .parallel import load_full_checkpoint, save_full_checkpoint
@@ -18,7 +19,7 @@ class Checkpoints:
         """What this rank needs to continue from here: RNG states, env position, the pending
         observations and the rewards' state (taken before a rollout, it lets a stop drop it)."""
         env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else {}
-        return {"rng": ckpt.rng_snapshot(), "env": json.dumps(env_state), "obs": list(obs),
+        return {"rng": ckpt.rng_snapshot(), "env": json.dumps(env_state), "obs": [to_plain(o) for o in obs],
                 "rewards": json.dumps(self.envs.pipeline.state_dict())}
 
     def save_checkpoint(self, step: int, point: dict[str, Any]) -> None:
@@ -58,5 +59,5 @@ class Checkpoints:
         if self.dist.is_main:
             truncate_jsonl(self.output_dir / METRICS, step)
             truncate_jsonl(self.output_dir / SAMPLES, step)
-        return step, tuple(extras["obs"])
+        return step, tuple(from_plain(o) for o in extras["obs"])  # conversations come back with their turns
 

@@ -24,7 +24,7 @@ from ..errors import ConfigError, RftgymError
 from . import build
 from . import checkpoint as ckpt
 from .collect import Collection, _scores_async  # noqa: F401  (_scores_async: tested from here)
-from .device import autocast_dtype, configure_threads, peak_rss_gb, resolve_device, seed_everything
+from .device import autocast_dtype, children_rss_gb, configure_threads, peak_rss_gb, resolve_device, seed_everything
 from .distributed import DistInfo, any_rank, init_distributed, reduce_metrics, shutdown, write_debug_digest
 from .evaluate import evaluate
 from .parallel import wrap_model
@@ -147,9 +147,11 @@ class Trainer(RunDirectory, Collection, Update, Checkpoints):
         if cfg.train.compile:
             self.train_model = torch.compile(self.train_model)
         # The env owns its system prompt; the policy applies it when it applies the chat template.
+        # An env given ``chat_template=True`` (and a tokenizer) renders the template itself.
         self.policy = Policy(self.model, models.tokenizer, self.device, self.autocast,
-                             chat_template=cfg.model.chat_template,
-                             system_prompt=getattr(self.env, "system_prompt", None))
+                             chat_template=False if cfg.env.kwargs.get("chat_template") else cfg.model.chat_template,
+                             system_prompt=getattr(self.env, "system_prompt", None),
+                             model_name=cfg.model.name_or_path)
         self._build_optimizer()
 
     def _install_signals(self) -> dict:
@@ -283,6 +285,7 @@ class Trainer(RunDirectory, Collection, Update, Checkpoints):
                    + time.perf_counter() - t0)
         line["tokens_per_s"] = rmetrics["completion/tokens"] * self.dist.world_size / max(elapsed, 1e-9)
         line["memory/peak_rss_gb"] = peak_rss_gb()
+        line["memory/children_rss_gb"] = children_rss_gb()  # worker processes, not in the peak above
         if self.device.type == "cuda":
             line["memory/peak_allocated_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         self.logger.log_train(self._step, line)

@@ -343,3 +343,12 @@ def test_a_failing_rank_ends_the_whole_job(tiny_run_inputs, tmp_path):
     assert proc.returncode != 0
     assert "injected failure on rank 1" in proc.stderr
     assert time.monotonic() - t0 < 180
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_trains_lora_adapters(tiny_run_inputs, tmp_path):
+    pytest.importorskip("peft")
+    out = tmp_path / "lora"
+    _check_run(tiny_run_inputs, out, _torchrun(tiny_run_inputs, out, "--set", "model.lora.r=4",
+                                               "--set", "train.lr=1e-2", "--set", "algo.beta=0.05"))
+    assert (out / "final" / "adapter" / "adapter_config.json").is_file()

@@ -124,7 +124,7 @@ def test_packing_declines_when_padded_rows_are_cheaper_or_rows_too_long(tokenize
     assert packing.pack(*long_group, _w(0.0)) is not None
     assert packing.pack(*long_group, _w(10.0)) is None        # masked attention priced out
     assert packing.pack(*ragged, _w(0.0), max_row=8) is None  # a group does not fit a row
-    import rftgym.runner.policy as policy_mod
+    import rftgym.runner.logprobs as policy_mod  # completion_logprobs lives there (runner/policy.py re-exports it)
 
     results = []
 
