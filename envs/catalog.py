@@ -22,7 +22,16 @@ BUILTIN_ENVS: dict[str, dict[str, Any]] = {
 }
 
 
+# Multi-turn envs: a plain ``gymnasium.Env`` each, no vector entry point (the runner batches
+# episodes itself, see envs/multiturn.py).
+MULTI_TURN_ENVS: dict[str, str] = {
+    "rftgym/ToolArithmetic-v0": "rftgym.envs.tasks.tool_arithmetic:ToolArithmeticEnv",
+}
+
+
 def register_builtin_envs(register: Callable[..., Any]) -> None:
     """Register every built-in id through the plugin hook's ``register`` callback."""
     for env_id, kwargs in BUILTIN_ENVS.items():
         register(env_id, entry_point=SINGLE, vector_entry_point=VECTOR, kwargs=dict(kwargs))
+    for env_id, entry_point in MULTI_TURN_ENVS.items():
+        register(env_id, entry_point=entry_point)
