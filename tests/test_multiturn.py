@@ -168,10 +168,11 @@ def test_user_env_registered_in_process_trains_with_every_algorithm(model_dir, i
     rows = read_jsonl(tmp_path / algo / "metrics.jsonl")
     train = [r for r in rows if "eval/reward" not in r]
     evals = [r for r in rows if "eval/reward" in r]
-    assert [r["step"] for r in train] == [1, 2] and [r["step"] for r in evals] == [0, 1, 2]
+    assert [r["step"] for r in train] == [1, 2]
+    assert evals[0]["step"] == 0 and evals[-1]["step"] == 2   # PPO's 2 minibatches: one rollout, 2 steps
     assert all(np.isfinite(r["loss/total"]) for r in train)
     assert all(1 <= r["episode/turns_mean"] <= 3 for r in train)
-    assert all("rollout/accuracy" in r and "eval/accuracy" in r for r in train + evals if "eval/reward" not in r) or True
+    assert all("rollout/accuracy" in r for r in train)
     assert all("eval/accuracy" in r for r in evals)
     assert (result.output_dir / "final" / "model.safetensors").exists()
     samples = read_jsonl(tmp_path / algo / "samples.jsonl")
@@ -254,7 +255,7 @@ def _config(root: Path, model_dir: Path, name: str) -> tuple[Path, Path]:
     out = root / name
     config = {
         "model": {"name_or_path": str(model_dir)}, "env": {"id": "UserTest/GuessPlugin-v0"}, "rewards": [],
-        "algo": {"name": "ppo", "group_size": 2},
+        "algo": {"name": "ppo", "group_size": 2, "epochs": 1, "minibatches": 1},
         "rollout": {"prompts_per_step": 2, "max_new_tokens": 3, "max_turns": 3, "max_episode_tokens": 40},
         "train": {"max_steps": 5, "lr": 1e-3, "threads": 1}, "eval": {"every": 2, "num_prompts": 4, "batch_size": 4},
         "logging": {"progress": False, "samples_every": 1}, "save_every": 1, "seed": 1,
