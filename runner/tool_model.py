@@ -22,8 +22,8 @@ import torch
 TOOL_MODEL_NAME = "embedded-tool"
 TOOL_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-tool-arith"
 
-TOOL_BUILD: dict[str, Any] = dict(seed=0, p_tool=0.35, steps=2500, batch_size=64, lr=2e-3, warmup_steps=100,
-                                  eval_every=500, eval_episodes=200, num_threads=1)
+TOOL_BUILD: dict[str, Any] = dict(seed=0, p_tool=0.35, steps=1500, batch_size=64, lr=2e-3, warmup_steps=100,
+                                  eval_every=500, eval_episodes=100, num_threads=1)
 """The shipped recipe; ``p_tool`` is the demonstrator's tool-use rate."""
 
 ROLLOUT = SimpleNamespace(max_new_tokens=32, max_turns=3, max_episode_tokens=96, temperature=1.0, top_p=1.0, top_k=0)

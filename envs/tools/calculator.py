@@ -83,8 +83,9 @@ class _Parser:
         if tok == "(":
             self._enter()
             value = self.expr()
-            if self.take() != ")":
+            if self.peek() != ")":
                 raise CalculatorError("a '(' is never closed")
+            self.take()
             self.depth -= 1
             return value
         if tok[0].isdigit() or tok[0] == ".":
