@@ -306,3 +306,21 @@ def test_multi_turn_resume_after_kill_9_is_bit_identical(model_dir, tmp_path):
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
     assert _no_timing(read_jsonl(out / "metrics.jsonl")) == _no_timing(read_jsonl(ref / "metrics.jsonl"))
     assert read_jsonl(out / "samples.jsonl") == read_jsonl(ref / "samples.jsonl")
+
+
+def test_chat_models_get_env_replies_rendered_by_their_chat_template(model_dir):
+    """A tool message after the assistant's turn: the template's own text for it, then the
+    generation prompt; the assistant's end-of-turn token (sampled) is not repeated."""
+    from rftgym.runner.episodes import encode_observation
+
+    policy = _policy(model_dir)
+    tok = policy.tokenizer
+    tok.chat_template = ("{% for m in messages %}[{{ m.role }}]{{ m.content }}"
+                         "{% if m.role == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
+                         "{% if add_generation_prompt %}[assistant]{% endif %}")
+    policy.chat_template = True
+    ids = encode_observation(policy, {"role": "tool", "content": "42"})
+    assert tok.decode(ids) == "[tool]42[assistant]"
+    assert tok.decode(encode_observation(policy, "higher")) == "[user]higher[assistant]"
+    policy.chat_template = False
+    assert tok.decode(encode_observation(policy, {"role": "tool", "content": "42"})) == "42"
