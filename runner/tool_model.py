@@ -87,6 +87,11 @@ def train_tool_model(out_dir: str | Path, log: Callable[[str], None] | None = pr
     torch.set_num_threads(cfg["num_threads"])
     tokenizer = build_char_tokenizer()
     model = build_tiny_model(tokenizer, seed=cfg["seed"], **cfg["model"])
+    if cfg.get("init"):  # continue from an earlier build (same architecture)
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(Path(cfg["init"]) / "model.safetensors")), strict=False)
+        model.tie_weights()
     rng = np.random.default_rng(cfg["seed"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=0.01)
     warm, steps = cfg["warmup_steps"], cfg["steps"]

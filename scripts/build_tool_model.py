@@ -25,9 +25,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--p-tool", type=float, default=TOOL_BUILD["p_tool"], help="demonstrator's tool-use rate")
     parser.add_argument("--eval-every", type=int, default=TOOL_BUILD["eval_every"])
     parser.add_argument("--threads", type=int, default=TOOL_BUILD["num_threads"])
+    parser.add_argument("--init", default=None, help="continue from this earlier build's weights")
     args = parser.parse_args(argv)
     info = train_tool_model(args.out, seed=args.seed, steps=args.steps, p_tool=args.p_tool,
-                            eval_every=args.eval_every, num_threads=args.threads)
+                            eval_every=args.eval_every, num_threads=args.threads, init=args.init)
     print(json.dumps({k: v for k, v in info.items() if k != "history"}, indent=2))
 
 

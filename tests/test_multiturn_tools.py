@@ -156,3 +156,27 @@ def test_docs_multi_turn_env_example_trains(tmp_path, monkeypatch):
     exec(compile(blocks["train_guess.py"], "train_guess.py", "exec"), scope)
     assert 0.0 <= scope["result"].final_metrics["eval/accuracy"] <= 1.0
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()
+
+
+def test_the_shipped_tool_model_plays_tool_arithmetic():
+    """``model: embedded-tool`` resolves to the shipped assets and plays episodes; its build
+    record says how it was made and measured."""
+    import json
+
+    from rftgym.config import ModelConfig
+    from rftgym.envs.multiturn import make_episodes
+    from rftgym.runner.episodes import play
+    from rftgym.runner.models import load_policy, resolve_model_path
+    from rftgym.runner.policy import Policy
+    from rftgym.runner.tool_model import ROLLOUT, TOOL_BUILD
+
+    path = Path(resolve_model_path("embedded-tool"))
+    info = json.loads((path / "build_info.json").read_text())
+    assert info["recipe"]["p_tool"] == TOOL_BUILD["p_tool"] and info["history"]
+    model, tok = load_policy(ModelConfig(name_or_path="embedded-tool"))
+    rftgym.load_plugins()
+    env = make_episodes("rftgym/ToolArithmetic-v0", 16, 1, split="test")
+    obs, _ = env.reset(seed=0)
+    ep = play(Policy(model, tok), env, list(obs), ROLLOUT, greedy=False, on_error="raise")
+    assert ep.correct is not None and len(ep.correct) == 16
+    assert ep.turns.max() >= 2, "sampling calls the tool in some episodes"
