@@ -3,6 +3,7 @@
 An estimator is a pure function on tensors::
 
     estimator(rewards [N], mask [N, T], *, group_size, [values [N, T]], [token_rewards [N, T]],
+              [turn_rewards [N, T] (multi-turn, else None)],
               [option=default, ...]) -> advantages [N] (one per sequence) or [N, T] (per token)
 
 Its keyword options are the algorithm config keys of the same name (``scale_rewards``,
@@ -51,12 +52,14 @@ def reinforce(rewards: Tensor, mask: Tensor, *, group_size: int, baseline: str =
 
 
 def gae(rewards: Tensor, mask: Tensor, *, values: Tensor, token_rewards: Tensor | None = None,
-        gamma: float = 1.0, lam: float = 0.95) -> Tensor:
+        turn_rewards: Tensor | None = None, gamma: float = 1.0, lam: float = 0.95) -> Tensor:
     """PPO's GAE: r_t = token_rewards_t (+ R at the last token), A_t = Σ_l (γλ)^l δ_{t+l}. → [N, T]
 
     ``token_rewards`` is the per-token shaping (PPO's −β·KL_t); the critic's target is A + V.
+    ``turn_rewards`` (multi-turn episodes): each turn's reward at its last policy token, used
+    instead of R at the last token; GAE chains the policy tokens (``mask``) over the env's.
     """
-    r_t = core.last_token_rewards(rewards, mask)                               # [N, T]
+    r_t = core.last_token_rewards(rewards, mask) if turn_rewards is None else turn_rewards.to(mask)  # [N, T]
     if token_rewards is not None:
         r_t = token_rewards + r_t
     advantages, _ = core.gae(r_t, values, mask, gamma, lam)

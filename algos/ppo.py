@@ -131,7 +131,8 @@ class PPO(Algorithm):
             kl = core.kl_estimate(rollout.old_logp, rollout.ref_logp, c.kl_kind) * mask
         else:
             kl = torch.zeros_like(mask)
-        inputs = {"group_size": self.group_size, **vars(c), "values": values, "token_rewards": -self.kl_coef * kl}
+        inputs = {"group_size": self.group_size, **vars(c), "values": values, "token_rewards": -self.kl_coef * kl,
+                  "turn_rewards": rollout.turn_rewards}
 
         # GAE: δ_t = r_t + γV(s_{t+1}) − V(s_t), A_t = Σ (γλ)^l δ_{t+l}; returns = A + V
         adv = advantages.estimate(self.estimator, rollout.rewards, mask, inputs)

@@ -35,6 +35,12 @@ class Rollout:
     # micro-batch and rank, so the loss does not depend on how the batch is split. It belongs
     # to the rollout, so select()/minibatches() keep it. None (a hand-built rollout): this T.
     norm_len: int | None = None
+    # Multi-turn episodes (runner/episodes.py): the completion is the whole transcript after the
+    # first prompt, policy turns and env replies interleaved. ``completion_mask`` is 1 on policy
+    # tokens only (the trained ones); ``context_mask`` is 1 on every real token, env replies
+    # included, and is what the model attends to. None (single-step): the completion mask.
+    context_mask: Tensor | None = None  # [N, T] 1 on policy and env tokens
+    turn_rewards: Tensor | None = None  # [N, T] each turn's reward at its last policy token; rewards = their sum
 
     def __len__(self) -> int:
         return self.completion_ids.shape[0]
@@ -80,9 +86,14 @@ class Rollout:
         return torch.cat([self.prompt_ids, self.completion_ids], dim=1)
 
     @property
+    def attend_mask(self) -> Tensor:
+        """[N, T] 1 on every real completion-side token (env replies included): what forwards attend to."""
+        return self.completion_mask if self.context_mask is None else self.context_mask
+
+    @property
     def attention_mask(self) -> Tensor:
         """[N, P+T] 1 on real tokens."""
-        return torch.cat([self.prompt_mask, self.completion_mask.to(self.prompt_mask.dtype)], dim=1)
+        return torch.cat([self.prompt_mask, self.attend_mask.to(self.prompt_mask.dtype)], dim=1)
 
     @property
     def num_completion_tokens(self) -> int:

@@ -93,6 +93,10 @@ class RolloutConfig:
     """A reward that raises/returns NaN/the wrong length: stop with an error, or warn and use ``reward_fallback``."""
     reward_fallback: float = 0.0
     """Value counted (and logged as a fault) for a sample whose reward failed when ``reward_errors=warn``."""
+    max_turns: int = 8
+    """Multi-turn envs: most policy turns per episode (an episode still running then is truncated)."""
+    max_episode_tokens: int = 256
+    """Multi-turn envs: token budget of an episode after its first prompt (policy turns and env replies); truncated beyond."""
 
 
 @dataclass
@@ -245,10 +249,13 @@ class RunConfig:
         check(self.eval.num_prompts >= 1, "eval.num_prompts", self.eval.num_prompts, "an integer >= 1")
         check(self.save_every >= 0, "save_every", self.save_every, "an integer >= 0")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, "an integer >= 1")
-        check(len(self.rewards) >= 1, "rewards", self.rewards, "at least one reward")
+        check(self.rollout.max_turns >= 1, "rollout.max_turns", self.rollout.max_turns, "an integer >= 1")
+        check(self.rollout.max_episode_tokens >= 2, "rollout.max_episode_tokens", self.rollout.max_episode_tokens,
+              "an integer >= 2")
         for i, r in enumerate(self.rewards):
             check(r.timeout is None or r.timeout > 0, f"rewards[{i}].timeout", r.timeout, "a number of seconds > 0, or null")
-        check(any(r.weight != 0 for r in self.rewards), "rewards", [r.name for r in self.rewards],
+        # ``rewards: []``: an env that computes its own reward (runner/build.py checks the env)
+        check(not self.rewards or any(r.weight != 0 for r in self.rewards), "rewards", [r.name for r in self.rewards],
               "at least one reward with a non-zero weight")
         check(self.resume is False or self.overwrite is False, "overwrite", self.overwrite,
               "false together with resume=true (resume continues a run, overwrite discards it)")

@@ -26,8 +26,17 @@ BUILTIN_ENVS: dict[str, dict[str, Any]] = {
 ENV_TASKS: dict[str, str] = {"rftgym/ReasoningGym-v0": "rftgym.envs.tasks.reasoning_gym:task_names"}
 
 
+# Multi-turn envs: a plain ``gymnasium.Env`` each, no vector entry point (the runner batches
+# episodes itself, see envs/multiturn.py).
+MULTI_TURN_ENVS: dict[str, str] = {
+    "rftgym/ToolArithmetic-v0": "rftgym.envs.tasks.tool_arithmetic:ToolArithmeticEnv",
+}
+
+
 def register_builtin_envs(register: Callable[..., Any]) -> None:
     """Register every built-in id through the plugin hook's ``register`` callback."""
     for env_id, kwargs in BUILTIN_ENVS.items():
         extra = {"tasks": ENV_TASKS[env_id]} if env_id in ENV_TASKS else {}
         register(env_id, entry_point=SINGLE, vector_entry_point=VECTOR, kwargs=dict(kwargs), **extra)
+    for env_id, entry_point in MULTI_TURN_ENVS.items():
+        register(env_id, entry_point=entry_point)

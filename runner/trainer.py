@@ -26,6 +26,7 @@ from . import checkpoint as ckpt
 from .collect import Collection, _scores_async  # noqa: F401  (_scores_async: tested from here)
 from .device import autocast_dtype, children_rss_gb, configure_threads, peak_rss_gb, resolve_device, seed_everything
 from .distributed import DistInfo, any_rank, init_distributed, reduce_metrics, shutdown, write_debug_digest
+from .episodes import evaluate_episodes
 from .evaluate import evaluate
 from .parallel import wrap_model
 from .policy import Policy
@@ -177,8 +178,12 @@ class Trainer(RunDirectory, Collection, Update, Checkpoints):
             return {}
         # The eval env scores through a frozen view of the pipeline (runner/build.py): held-out
         # prompts never move a reward's running statistics, so evaluation never changes training.
-        metrics = evaluate(self.policy, self.eval_env, cfg.num_prompts,
-                           cfg.max_new_tokens or self.config.rollout.max_new_tokens, seed=self.config.seed)
+        if getattr(self.eval_env, "multi_turn", False):
+            metrics = evaluate_episodes(self.policy, self.eval_env, cfg.num_prompts, self.config.rollout,
+                                        seed=self.config.seed)
+        else:
+            metrics = evaluate(self.policy, self.eval_env, cfg.num_prompts,
+                               cfg.max_new_tokens or self.config.rollout.max_new_tokens, seed=self.config.seed)
         self._evaluated_step = step
         self.logger.log_eval(step, metrics)
         return metrics

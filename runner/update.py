@@ -72,11 +72,17 @@ class Update:
             last = i == len(micro) - 1
             sync = contextlib.nullcontext() if last or not self.dist.enabled else self._no_sync()
             with sync, self.policy.autocast():
-                args = (part.prompt_ids, part.prompt_mask, part.completion_ids, part.completion_mask)
+                # Multi-turn: the forward attends to env replies (attend_mask), only policy tokens count.
+                args = (part.prompt_ids, part.prompt_mask, part.completion_ids, part.attend_mask)
                 # Each distinct prompt runs once; DDP/FSDP expect one forward per backward.
                 logp, entropy = completion_logprobs(self.train_model, *args, temperature=temp, with_entropy=True,
                                                     share_prompts=True, one_forward=self.dist.enabled)
                 values = self.train_critic(*args).float() if self.train_critic is not None else None
+                if part.context_mask is not None:
+                    keep = part.completion_mask
+                    logp = logp * keep
+                    entropy = entropy * keep if entropy is not None else None
+                    values = values * keep if values is not None else None
                 loss, metrics = self.algorithm.loss(part, logp, entropy=entropy, values=values)
                 # DDP averages gradients over ranks; the global normalisers already divide by the total.
                 (loss * self.dist.world_size).backward()
