@@ -22,7 +22,7 @@ Example (the reward here is a hand-written exact match; the default for arithmet
     # info["scored"] describes the batch just scored; ``prompts`` are already the next ones
 
 Public names: :class:`~rftgym.envs.bandit.PromptBanditEnv`,
-:class:`~rftgym.envs.vector.PromptBanditVectorEnv`, :func:`~rftgym.envs.sources.build_source`,
+:class:`~rftgym.envs.vector.PromptBanditVectorEnv`, :func:`~rftgym.envs.source_kwargs.build_source`,
 :func:`~rftgym.answers.extract_answer`, :class:`~rftgym.envs.spaces.AnyText`, and the tasks
 :class:`~rftgym.envs.tasks.arithmetic.ArithmeticTask` and
 :class:`~rftgym.envs.tasks.countdown.CountdownTask` (with ``CountdownReward``).

@@ -61,7 +61,7 @@ class PromptBanditEnv(gymnasium.Env):
     ``info["per_reward"]`` (name → value, NaN for "not applicable"), ``info["faults"]``,
     ``info["correct"]`` (bool, or None without a check) and ``info["row"]`` (the row's columns).
     Keyword arguments: ``reward``, ``check`` and the source arguments of
-    :func:`rftgym.envs.sources.build_source`.
+    :func:`rftgym.envs.source_kwargs.build_source`.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}

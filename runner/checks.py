@@ -87,7 +87,8 @@ def check_env_kwargs(config: RunConfig) -> None:
         if not own:
             creator = gymnasium.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
             names, open_ended = _accepted(creator)
-            unknown = [k for k in user if k not in names]
+            # The default held-out ``split`` is dropped for an env without splits (build.py).
+            unknown = [k for k in user if k not in names and not (label == "env.eval_kwargs" and k == "split")]
             if unknown and not open_ended:
                 raise ConfigError(_unknown(label, unknown[0], names))
             continue
@@ -101,11 +102,11 @@ def _unknown(label: str, key: str, names: Iterable[str]) -> str:
 
 
 def _check_own_env(label: str, user: dict[str, Any], merged: dict[str, Any]) -> None:
-    from ..envs.sources import _build_source, build_source
+    from ..envs.source_kwargs import SOURCE_KWARGS, _build_source, build_source
     from ..envs.vector import PromptBanditVectorEnv
 
     env_names, _ = _accepted(PromptBanditVectorEnv.__init__)
-    source_names, _ = _accepted(_build_source)
+    source_names = _accepted(_build_source)[0] | set(SOURCE_KWARGS)  # build_source's own (curriculum)
     env_only = env_names - {"num_envs", "group_size"}
     if merged.get("task") is None:
         names = env_only | source_names

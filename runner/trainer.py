@@ -303,8 +303,8 @@ class Trainer(RunDirectory, Collection, Update, Checkpoints):
 
     def _check_applicable(self, rmetrics: dict[str, float]) -> None:
         """The run's first rollout had no sample that any weighted reward could score: stop."""
-        if self._step != self._first_step:
-            return
+        if self._step != self._first_step or not any(r.weight != 0 for r in self.config.rewards):
+            return  # later rollouts, or an env that computes its own reward (rewards: [])
         scored = rmetrics.get("rollout/batches", 1) * self.local_prompts * self.group_size
         if any_rank(rmetrics.get("reward/total/faults", 0) >= scored, self.dist):
             names = ", ".join(r.name for r in self.config.rewards if r.weight != 0)

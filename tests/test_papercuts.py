@@ -339,7 +339,8 @@ def test_plugin_name_shadowed_by_a_local_file_is_refused(tmp_path, run_cli):
     import os
 
     env = {**os.environ, **QUIET_ENV,
-           "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(elsewhere)])}
+           "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(elsewhere)]))}
+    # (no empty entry: an empty PYTHONPATH entry would put the working directory on sys.path)
     proc = subprocess.run([sys.executable, str(script), "plugins", "--plugin", "my_reward"], capture_output=True,
                           text=True, env=env, cwd=work)
     line = _error(proc)
