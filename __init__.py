@@ -5,6 +5,13 @@ points) and nothing heavier; torch and transformers load when training starts.
 """
 __version__ = "0.1.0"
 
+import os as _os
+
+# transformers >= 5.25 fetches and runs "hub kernels" for every from_pretrained unless told
+# not to: code downloaded at load time (a supply-chain risk, and a crash offline or without
+# the `kernels` package). rftgym runs offline-first; opt back in with USE_HUB_KERNELS=1.
+_os.environ.setdefault("USE_HUB_KERNELS", "0")
+
 from .plugins.hookspecs import hookimpl  # noqa: E402
 from .api import (  # noqa: E402
     get_algorithm,
