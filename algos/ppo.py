@@ -103,8 +103,8 @@ class PPO(Algorithm):
     needs_critic = True
     estimator_inputs = ("values", "token_rewards")
 
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
+    def __init__(self, config: Any = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
         c = self.config
         self.kl_ctl = AdaptiveKL(c.kl_coef, c.kl_target, c.kl_horizon)
         self._rollout_kl: float | None = None   # mean per-sequence KL of the last rollout (local)

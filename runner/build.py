@@ -12,6 +12,7 @@ loads, with the closest registered name.
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -295,5 +296,11 @@ def build_algorithm(config: RunConfig) -> Any:
     if not isinstance(config.algo, config_cls):
         config.algo = algo_config_from_dict(to_dict(config.algo), config_cls=config_cls)
         config.algo.validate()
-    return cls(config.algo)
+    name = getattr(config.algo, "advantage", None)
+    params = inspect.signature(cls).parameters.values()
+    takes = any(p.name == "estimator" or p.kind is p.VAR_KEYWORD for p in params)
+    if name is None or not takes:
+        return cls(config.algo)  # (a third-party class without the keyword resolves it itself)
+    manager = get_manager()  # the estimator is resolved here, once, like every other name
+    return cls(config.algo, estimator=manager.lookup(manager.advantages, name))
 

@@ -133,3 +133,17 @@ def test_a_data_only_algo_section_becomes_the_algorithms_own_config():
     algorithm = build.build_algorithm(config)
     assert type(config.algo).__name__ == "GRPOConfig" and config.algo.group_size == 3
     assert algorithm.group_size == 3
+
+
+@pytest.mark.parametrize("name, estimator", [("grpo", "grpo"), ("rloo", "rloo"), ("ppo", "gae"),
+                                             ("reinforce", "reinforce"), ("dapo", "grpo")])
+def test_the_root_resolves_the_advantage_estimator_the_leaf_does_not(monkeypatch, name, estimator):
+    from rftgym.algos import advantages
+    from rftgym.config import build_config
+
+    def leaf_resolves(_name):
+        raise AssertionError("the algorithm resolved its estimator by name itself")
+
+    monkeypatch.setattr(advantages, "resolve", leaf_resolves)
+    algorithm = build.build_algorithm(build_config({"algo": {"name": name}}))
+    assert algorithm.estimator.__name__ == estimator
