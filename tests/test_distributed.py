@@ -106,6 +106,7 @@ def _grads(model_path: Path, rollout, loss_agg: str, beta: float, info, wrap: st
     trainer.optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: grads stay, weights do not move
     trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda _: 1.0)
     trainer._step, trainer._nonfinite = 0, 0
+    trainer._stop_signal, trainer._first_update_done = None, False  # no signal: update() checks for one
     trainer.update(rollout)
     out = {}
     for name, p in model.named_parameters():
