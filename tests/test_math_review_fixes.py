@@ -329,3 +329,15 @@ def test_a_list_of_equations_is_a_list(gold, prediction, expected):
     assert verify(gold, prediction) is expected
     boxed = prediction if "boxed" in prediction else rf"\boxed{{{prediction}}}"
     _verify_and_reward_agree(gold, boxed, expected)
+
+
+@pytest.mark.parametrize("pred, expected", [
+    ("x = \\{2, 1\\}", True),   # the same set, written as an assignment: math-verify's opinion is asked
+    ("x \\in \\{1, 2, 3\\}", False),
+    ("x = 3", False),
+])
+def test_membership_in_a_set_reaches_a_verdict(pred, expected):
+    # "x \in \{1,2\}" reads as Eq(x, {1, 2}); subtracting the set once raised TypeError in the
+    # "is this polynomial final?" test, which the worker answered as an error (never paid).
+    verdict, reason = math_check.check_parsed("x \\in \\{1, 2\\}", pred, CheckOptions())
+    assert (verdict, reason.startswith("error")) == (expected, False)

@@ -96,7 +96,11 @@ def exact_numbers(values: list[Any]) -> bool:
 
 def _polynomial_reading(value: Any) -> bool:
     if isinstance(value, sympy.Eq):
-        return polynomial_side(value.lhs - value.rhs)
+        try:
+            difference = value.lhs - value.rhs
+        except TypeError:  # "x = \{1, 2\}": a symbol minus a set is no polynomial
+            return False
+        return polynomial_side(difference)
     # only sums: a product of bare names ("odd" read as o*d*d) may be a word math-verify reads as text
     return polynomial_side(value) and value.is_Add
 
