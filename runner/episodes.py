@@ -196,8 +196,10 @@ def _assemble(policy: Any, eps: list[_Episode], prompt_ids, prompt_mask, prompts
                       rewards=torch.as_tensor(returns, dtype=torch.float32, device=device),
                       group_ids=torch.arange(N, device=device) // group_size, norm_len=budget,
                       context_mask=ctx.to(device), turn_rewards=turn_rewards.to(device))
+    # An episode cut short (out of turns or tokens, or a fault) never gave its answer: wrong,
+    # not unknown - else one truncated episode would erase the batch's accuracy.
     correct = None
-    if all(e.correct is not None for e in eps):
+    if any(e.correct is not None for e in eps):
         correct = np.array([bool(e.correct) for e in eps])
     transcripts = ["".join(e.texts) for e in eps]
     return Episodes(rollout=rollout, returns=returns, correct=correct, faults=sum(e.fault for e in eps),

@@ -204,6 +204,34 @@ def test_a_faulty_env_is_one_clear_line_or_a_counted_fault(model_dir, ids, tmp_p
     assert [r["reward/total/mean"] for r in train] == [-1.0, -1.0]
 
 
+class _AnswerOrAsk(gymnasium.Env):
+    """Odd seeds judge the first turn wrong; even seeds ask again (cut short at max_turns=1)."""
+
+    observation_space = action_space = gymnasium.spaces.Text(64)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.judge = bool(self.np_random.integers(0, 2))
+        return "q:", {}
+
+    def step(self, action):
+        if self.judge:
+            return "", 0.0, True, False, {"correct": False}
+        return " again\n", 0.0, False, False, {}
+
+
+def test_episodes_cut_short_count_as_wrong_not_unknown(model_dir):
+    from rftgym.runner.episodes import evaluate_episodes
+
+    if "UserTest/AnswerOrAsk-v0" not in gymnasium.registry:
+        gymnasium.register("UserTest/AnswerOrAsk-v0", entry_point=_AnswerOrAsk)
+    one_turn = SimpleNamespace(**{**vars(ROLL), "max_turns": 1})
+    policy, env, ep = _episodes(model_dir, "UserTest/AnswerOrAsk-v0", group=1, roll=one_turn)
+    assert 0 < ep.truncated < 8  # some episodes judged, some cut short
+    np.testing.assert_array_equal(ep.correct, np.zeros(8, dtype=bool))
+    assert evaluate_episodes(policy, env, 8, one_turn)["eval/accuracy"] == 0.0
+
+
 @pytest.mark.parametrize("kind", ["never_ends", "huge_reply"])
 def test_endless_envs_and_oversize_replies_are_truncated_not_hung(model_dir, ids, tmp_path, kind):
     _run(model_dir, ids[1], tmp_path / kind, **{"env.kwargs": {"kind": kind}, "eval.every": 0,
