@@ -12,7 +12,6 @@ rg = pytest.importorskip("reasoning_gym")
 
 # Measured with reasoning-gym 0.1.25 (106 tasks): every installed task passes; no entry is skipped. (reasoning-gym's own ``composite`` needs a
 # ``datasets`` config, given below; its items are scored by the dataset that made them.)
-KNOWN_BROKEN: dict[str, str] = {}
 CONFIGS: dict[str, dict] = {"composite": {"datasets": [{"name": "leg_counting", "weight": 1.0},
                                                       {"name": "basic_arithmetic", "weight": 1.0, "config": {}}]}}
 # These items carry no gold answer (answer is None: many solutions are valid and the task's
@@ -27,8 +26,6 @@ def _names() -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _names())
 def test_every_task_passes_check_env_and_scores_its_gold(name):
-    if name in KNOWN_BROKEN:
-        pytest.skip(KNOWN_BROKEN[name])
     env = gym.make("rftgym/ReasoningGym-v0", tasks=name, size=3, config=CONFIGS.get(name, {}))
     check_env(env.unwrapped)
     task = env.unwrapped.source.task
