@@ -78,7 +78,7 @@ class AdaptersDisabled:
         with self.forward_context():
             return self.target(*args, **kwargs)
 
-X
+    def eval(self) -> "AdaptersDisabled":
         return self  # the policy's mode is the trainer's (dropout is off everywhere)
 
     def to(self, *args: Any, **kwargs: Any) -> "AdaptersDisabled":
