@@ -5,6 +5,8 @@ a wrong type names the key, the value and the expected type.
 """
 from __future__ import annotations
 
+import warnings
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import yaml
 from ..errors import ConfigError
 from .coerce import _coerce, from_dict, to_dict
 from .resolver import NameResolver, installed_resolver
-from .schema import RunConfig
+from .schema import AlgoConfig, RunConfig
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -119,21 +121,49 @@ def build_config(base: RunConfig | dict[str, Any] | str | Path | None = None,
     else:
         data = dict(base or {})
     data = _deep_copy(data)
+    base_algo = dict(data.get("algo") or {})
     defaults = to_dict(RunConfig())
     defaults.pop("algo")  # an algorithm's defaults depend on its name; its Config supplies them
+    set_keys: set[str] = set()
     for key, value in (values or {}).items():
         apply_override(data, key.split("."), value, defaults)
+        set_keys.add(key)
     for text in overrides or []:
         path, value = parse_override(text)
         apply_override(data, path, value, defaults)
+        set_keys.add(".".join(path))
     if data.get("plugins") and resolver is not None:
         # The config's own plugins may provide the algorithm, rewards or env it names.
         resolver.load_plugins(_coerce(data["plugins"], list[str], "plugins"))
+    if resolver is not None:
+        _drop_foreign_algo_keys(data, base_algo, set_keys, resolver)
     config = from_dict(RunConfig, data, algo_config=resolver.algo_config if resolver is not None else None)
     config.validate()
     if resolver is not None:
         resolver.check_names(config)
     return config
+
+
+def _drop_foreign_algo_keys(data: dict[str, Any], base_algo: dict[str, Any], set_keys: set[str],
+                            resolver: NameResolver) -> None:
+    """Swapping algorithms by name (``--algo ppo`` on a GRPO config) keeps the settings both
+    share and drops, with a warning naming them, the ones only the config's own algorithm has
+    (``algo.beta`` is GRPO's KL coefficient; PPO's is ``algo.kl_coef``). A key given on the
+    command line is never dropped: it still fails loudly when the new algorithm lacks it."""
+    algo = data.get("algo")
+    if not isinstance(algo, dict):
+        return
+    old, new = base_algo.get("name", AlgoConfig.name), algo.get("name", AlgoConfig.name)
+    if old == new:
+        return
+    known = {f.name for f in fields(resolver.algo_config(new))}
+    dropped = [k for k in base_algo if k not in known and f"algo.{k}" not in set_keys]
+    for key in dropped:
+        del algo[key]
+    if dropped:
+        warnings.warn(f"algo.name switched from {old!r} to {new!r}: dropped the config's "
+                      f"{', '.join(f'algo.{k}={base_algo[k]!r}' for k in dropped)} ({new!r} has no such "
+                      f"setting; set its own with --set algo.KEY=VALUE)", UserWarning, stacklevel=3)
 
 
 def _deep_copy(data: Any) -> Any:

@@ -100,6 +100,18 @@ def test_set_overrides_are_typed():
     assert config.env.kwargs == {"ops": ["+", "-"]} and config.model.critic is None
 
 
+def test_switching_algorithm_by_name_drops_the_old_algorithms_own_keys_with_a_warning():
+    base = {"algo": {"name": "toy", "beta": 0.1, "group_size": 8}, "rewards": [{"name": "toy"}]}
+    with pytest.warns(UserWarning, match=r"switched from 'toy' to 'plain': dropped the config's algo.beta=0.1"):
+        config = build("algo.name=plain", base=base)
+    assert type(config.algo) is AlgoConfig and config.algo.group_size == 8  # shared keys are kept
+    # a key the user sets on the command line is never dropped, and a typo without a switch still fails
+    with pytest.raises(ConfigError, match="unknown config key 'algo.beta'"):
+        build("algo.name=plain", "algo.beta=0.2", base=base)
+    with pytest.raises(ConfigError, match="unknown config key 'algo.betta'"):
+        build(base={"algo": {"name": "toy", "betta": 0.1}, "rewards": [{"name": "toy"}]})
+
+
 def test_later_override_wins_and_flag_values_apply_first():
     config = build_config(BASE, ["train.max_steps=5", "train.max_steps=6"], {"train.max_steps": 3, "seed": 9})
     assert config.train.max_steps == 6 and config.seed == 9
