@@ -14,6 +14,7 @@ import torch
 
 from ..config import EMBEDDED_MODEL, ModelConfig
 from ..errors import RftgymError
+from .gguf_cache import gguf_tokenizer
 from .tiny_model import embedded_model_path
 from .tool_model import TOOL_MODEL_DIR, TOOL_MODEL_NAME
 
@@ -86,7 +87,11 @@ def load_policy(cfg: ModelConfig):
     if gguf is not None:
         path, kwargs["gguf_file"] = gguf
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        if gguf is not None:
+            tokenizer = gguf_tokenizer(path, gguf[1], AutoTokenizer.from_pretrained,
+                                       trust_remote_code=cfg.trust_remote_code)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     except Exception as exc:
         if gguf is not None:
             raise _gguf_error(cfg.name_or_path, exc) from None

@@ -21,6 +21,18 @@ from rftgym.plugins.manager import reset_manager
 PLUGIN_ENV = ("RFTGYM_LOAD_PLUGINS", "RFTGYM_STRICT_PLUGINS", "RFTGYM_DEBUG")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Tests never write to the user's cache folder (``runner/gguf_cache.py``)."""
+    previous = os.environ.get("RFTGYM_CACHE")
+    os.environ["RFTGYM_CACHE"] = str(tmp_path_factory.mktemp("rftgym-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("RFTGYM_CACHE", None)
+    else:
+        os.environ["RFTGYM_CACHE"] = previous
+
+
 @pytest.fixture(autouse=True)
 def fresh_manager(monkeypatch):
     """Isolate every test: no plugin env vars, a new manager before and after."""
@@ -91,7 +103,7 @@ def run_cli(tmp_path):
     def run(*args: str, env: dict[str, str] | None = None, pythonpath: list[Path] = (),
             cwd: Path | None = None) -> subprocess.CompletedProcess:
         base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", str(tmp_path)),
-                "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+                "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "RFTGYM_CACHE": os.environ["RFTGYM_CACHE"]}
         # The caller's PYTHONPATH stays first: it decides which rftgym checkout is under test.
         paths = [*filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)), *map(str, pythonpath)]
         if paths:

@@ -147,3 +147,37 @@ def test_a_folder_with_several_ggufs_asks_for_one(tmp_path):
     (tmp_path / "b.gguf").write_bytes(b"")
     with pytest.raises(RftgymError, match="several GGUF files"):
         gguf_file(str(tmp_path))
+
+
+def test_the_converted_tokenizer_is_cached_by_content_and_a_damaged_entry_is_rebuilt(tiny_gguf, tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    from rftgym.runner import gguf_cache
+
+    path, _ = tiny_gguf
+    monkeypatch.setenv("RFTGYM_CACHE", str(tmp_path / "cache"))
+    calls: list[dict] = []
+
+    def load(folder, **kwargs):
+        calls.append({"folder": folder, **kwargs})
+        return AutoTokenizer.from_pretrained(folder, **kwargs)
+
+    first = gguf_cache.gguf_tokenizer(str(path.parent), path.name, load)
+    second = gguf_cache.gguf_tokenizer(str(path.parent), path.name, load)
+    assert "gguf_file" in calls[0] and "gguf_file" not in calls[1]  # the second load read the cache
+    entry = Path(calls[1]["folder"])
+    assert entry.parent == tmp_path / "cache" / "gguf-tokenizers" and entry.name == gguf_cache.file_digest(path)
+    text = "the cat"
+    assert second(text)["input_ids"] == first(text)["input_ids"]
+    assert second.chat_template == first.chat_template and second.eos_token == first.eos_token
+
+    (entry / "tokenizer.json").write_text("{not json")  # damaged: rebuilt from the GGUF, not trusted
+    with pytest.warns(UserWarning, match="rebuilding the cached GGUF tokenizer"):
+        third = gguf_cache.gguf_tokenizer(str(path.parent), path.name, load)
+    assert "gguf_file" in calls[-1] and third(text)["input_ids"] == first(text)["input_ids"]
+    assert (entry / "tokenizer_config.json").exists()
+
+    monkeypatch.setenv("RFTGYM_CACHE", "off")
+    calls.clear()
+    gguf_cache.gguf_tokenizer(str(path.parent), path.name, load)
+    assert "gguf_file" in calls[0]
