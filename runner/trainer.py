@@ -24,7 +24,8 @@ from ..errors import ConfigError, RftgymError
 from . import build
 from . import checkpoint as ckpt
 from .collect import Collection, _scores_async  # noqa: F401  (_scores_async: tested from here)
-from .device import autocast_dtype, children_rss_gb, configure_threads, peak_rss_gb, resolve_device, seed_everything
+from .device import (autocast_dtype, children_rss_gb, configure_threads, peak_rss_gb, release_host_memory,
+                     resolve_device, seed_everything)
 from .distributed import DistInfo, any_rank, init_distributed, reduce_metrics, shutdown, write_debug_digest
 from .episodes import evaluate_episodes
 from .evaluate import evaluate
@@ -263,6 +264,7 @@ class Trainer(RunDirectory, Collection, Update, Checkpoints):
         """
         cfg = self.config
         rollout, obs, rmetrics, rows = self.collect(obs)
+        release_host_memory()  # the sampling caches, before the update allocates its activations
         self._check_stop_before_update()
         self._check_applicable(rmetrics)
         self.algorithm.advantages(rollout)
@@ -277,6 +279,7 @@ class Trainer(RunDirectory, Collection, Update, Checkpoints):
         for _ in range(self.algorithm.epochs):
             for mb in rollout.minibatches(self.algorithm.minibatches, generator):
                 updates.append(reduce_metrics(self.update(mb), self.dist))
+                release_host_memory()
                 self._first_update_done = True
                 self._updates += 1
         self._first_update_done = False
