@@ -31,6 +31,20 @@ class Context:
         self.pred_decimal = pred_decimal
 
 
+def _canonical(expr: Any) -> Any:
+    """``expr`` rebuilt bottom-up with sympy's evaluation: the LaTeX parser builds products
+    unevaluated, so ``F_k F_{n-k-1}`` and ``F_{n-k-1} F_k`` differ as trees until their factors
+    are put in sympy's order. Only used to recognise equal answers cheaply."""
+    if not isinstance(expr, sympy.Basic) or not expr.args:
+        return expr
+    try:
+        return expr.func(*[_canonical(a) for a in expr.args])
+    except (MemoryError, RecursionError):
+        raise
+    except Exception:  # noqa: BLE001 - a node that cannot be rebuilt is compared as it is
+        return expr
+
+
 def _terminating(value: Any) -> bool:
     if not isinstance(value, sympy.Rational):
         return False
@@ -99,7 +113,7 @@ def scalars_equal(gold: Any, pred: Any, ctx: Context) -> bool:
         return False
     if _undefined(gold) or _undefined(pred):
         return False  # 1/0 vs 2/0, 12:00 vs 1:00 (both read as zoo) never match
-    if gold == pred or _as_written(gold) == _as_written(pred):
+    if gold == pred or _as_written(gold) == _as_written(pred) or _canonical(gold) == _canonical(pred):
         return True
     approx = (ctx.pred_decimal and not _terminating(gold)) or (ctx.gold_decimal and not _terminating(pred))
     if isinstance(gold, sympy.Rational) and isinstance(pred, sympy.Rational) and not approx:
@@ -127,12 +141,31 @@ def scalars_equal(gold: Any, pred: Any, ctx: Context) -> bool:
     return bool(sympy.expand(diff) == 0 or sympy.simplify(diff) == 0)
 
 
+def _counters(expr: Any) -> set[Any]:
+    """Names in the bounds of a sum or product (``n`` in ``\\sum_{k=1}^{n} k``): they count
+    terms, so they take integer values. At a fractional ``n`` sympy would evaluate the sum by
+    Euler-Maclaurin, which took the whole own-check budget and has no meaning for the answer."""
+    names: set[Any] = set()
+    for node in expr.atoms(sympy.Sum, sympy.Product):
+        for limit in node.limits:
+            for bound in limit[1:]:
+                names |= bound.free_symbols
+    return names
+
+
+def _random_point(rng: random.Random, symbols: list[Any], counters: set[Any]) -> dict[Any, Any]:
+    """Random rationals for the names; small positive integers for the term counters."""
+    return {s: sympy.Integer(rng.randint(2, 12)) if s in counters
+            else sympy.Rational(rng.randint(-97, 97), rng.randint(1, 13)) for s in symbols}
+
+
 def _constant_at_points(expr: Any, symbols: list[Any]) -> bool:
     """False when ``expr`` provably varies: two random points give different values."""
     rng = random.Random(4321)
     values = []
+    counters = _counters(expr)
     for _ in range(6):
-        point = {s: sympy.Rational(rng.randint(-97, 97), rng.randint(1, 13)) for s in symbols}
+        point = _random_point(rng, symbols, counters)
         try:
             value = sympy.N(expr.subs(point), _PRECISION)
         except (ZeroDivisionError, ValueError, TypeError):
@@ -149,8 +182,9 @@ def _agree_at_points(gold: Any, pred: Any, symbols: list[Any]) -> bool | None:
     True after three agreements, None when too few points could be evaluated."""
     rng = random.Random(1234)
     tried = 0
+    counters = _counters(gold) | _counters(pred)
     for _ in range(8):
-        point = {s: sympy.Rational(rng.randint(-97, 97), rng.randint(1, 13)) for s in symbols}
+        point = _random_point(rng, symbols, counters)
         try:
             ga, pa = sympy.N(gold.subs(point), _PRECISION), sympy.N(pred.subs(point), _PRECISION)
         except (ZeroDivisionError, ValueError, TypeError):
