@@ -37,12 +37,15 @@ def _shape(expr: Any) -> Any:
     does not count. The LaTeX parser builds products unevaluated, so ``F_k F_{n-k-1}`` and
     ``F_{n-k-1} F_k`` differ as trees; nothing is evaluated here (rebuilding the tree with
     sympy's evaluation would compute ``\\binom{10^8}{5 \\cdot 10^7}`` in full)."""
+    # Every key is (class name, ...): comparing keys never hands a class or a tuple to
+    # sympy's ``__eq__`` (which would try to sympify it).
     if not isinstance(expr, sympy.Basic) or not expr.args:
-        return expr
+        return "", expr
     parts = tuple(_shape(a) for a in expr.args)
+    name = type(expr).__name__
     if isinstance(expr, (sympy.Add, sympy.Mul)) and expr.is_commutative:
-        return expr.func, frozenset(Counter(parts).items())
-    return expr.func, parts
+        return name, frozenset(Counter(parts).items())
+    return name, parts
 
 
 def _terminating(value: Any) -> bool:
