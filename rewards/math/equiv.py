@@ -9,6 +9,7 @@ Runs inside the time- and memory-limited worker.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from fractions import Fraction
 from typing import Any
 
@@ -29,6 +30,22 @@ class Context:
         self.rel_tol = sympy.Float(rel_tol, _PRECISION) * sympy.Float("1.000001", _PRECISION)
         self.gold_decimal = gold_decimal
         self.pred_decimal = pred_decimal
+
+
+def _shape(expr: Any) -> Any:
+    """A hashable key of ``expr`` in which the order of a sum's terms or a product's factors
+    does not count. The LaTeX parser builds products unevaluated, so ``F_k F_{n-k-1}`` and
+    ``F_{n-k-1} F_k`` differ as trees; nothing is evaluated here (rebuilding the tree with
+    sympy's evaluation would compute ``\\binom{10^8}{5 \\cdot 10^7}`` in full)."""
+    # Every key is (class name, ...): comparing keys never hands a class or a tuple to
+    # sympy's ``__eq__`` (which would try to sympify it).
+    if not isinstance(expr, sympy.Basic) or not expr.args:
+        return "", expr
+    parts = tuple(_shape(a) for a in expr.args)
+    name = type(expr).__name__
+    if isinstance(expr, (sympy.Add, sympy.Mul)) and expr.is_commutative:
+        return name, frozenset(Counter(parts).items())
+    return name, parts
 
 
 def _terminating(value: Any) -> bool:
@@ -99,7 +116,7 @@ def scalars_equal(gold: Any, pred: Any, ctx: Context) -> bool:
         return False
     if _undefined(gold) or _undefined(pred):
         return False  # 1/0 vs 2/0, 12:00 vs 1:00 (both read as zoo) never match
-    if gold == pred or _as_written(gold) == _as_written(pred):
+    if gold == pred or _as_written(gold) == _as_written(pred) or _shape(gold) == _shape(pred):
         return True
     approx = (ctx.pred_decimal and not _terminating(gold)) or (ctx.gold_decimal and not _terminating(pred))
     if isinstance(gold, sympy.Rational) and isinstance(pred, sympy.Rational) and not approx:
@@ -127,12 +144,31 @@ def scalars_equal(gold: Any, pred: Any, ctx: Context) -> bool:
     return bool(sympy.expand(diff) == 0 or sympy.simplify(diff) == 0)
 
 
+def _counters(expr: Any) -> set[Any]:
+    """Names in the bounds of a sum or product (``n`` in ``\\sum_{k=1}^{n} k``): they count
+    terms, so they take integer values. At a fractional ``n`` sympy would evaluate the sum by
+    Euler-Maclaurin, which took the whole own-check budget and has no meaning for the answer."""
+    names: set[Any] = set()
+    for node in expr.atoms(sympy.Sum, sympy.Product):
+        for limit in node.limits:
+            for bound in limit[1:]:
+                names |= bound.free_symbols
+    return names
+
+
+def _random_point(rng: random.Random, symbols: list[Any], counters: set[Any]) -> dict[Any, Any]:
+    """Random rationals for the names; small positive integers for the term counters."""
+    return {s: sympy.Integer(rng.randint(2, 12)) if s in counters
+            else sympy.Rational(rng.randint(-97, 97), rng.randint(1, 13)) for s in symbols}
+
+
 def _constant_at_points(expr: Any, symbols: list[Any]) -> bool:
     """False when ``expr`` provably varies: two random points give different values."""
     rng = random.Random(4321)
     values = []
+    counters = _counters(expr)
     for _ in range(6):
-        point = {s: sympy.Rational(rng.randint(-97, 97), rng.randint(1, 13)) for s in symbols}
+        point = _random_point(rng, symbols, counters)
         try:
             value = sympy.N(expr.subs(point), _PRECISION)
         except (ZeroDivisionError, ValueError, TypeError):
@@ -149,8 +185,9 @@ def _agree_at_points(gold: Any, pred: Any, symbols: list[Any]) -> bool | None:
     True after three agreements, None when too few points could be evaluated."""
     rng = random.Random(1234)
     tried = 0
+    counters = _counters(gold) | _counters(pred)
     for _ in range(8):
-        point = {s: sympy.Rational(rng.randint(-97, 97), rng.randint(1, 13)) for s in symbols}
+        point = _random_point(rng, symbols, counters)
         try:
             ga, pa = sympy.N(gold.subs(point), _PRECISION), sympy.N(pred.subs(point), _PRECISION)
         except (ZeroDivisionError, ValueError, TypeError):

@@ -98,10 +98,15 @@ class CheckerPool:
     ``timeout`` seconds and ``memory_mb`` MiB; a timed-out or crashed check answers
     ``(False, "timeout" | "worker died")``."""
 
-    def __init__(self, workers: int | None = None, timeout: float = 5.0, memory_mb: int | None = 2048) -> None:
+    def __init__(self, workers: int | None = None, timeout: float = 5.0, memory_mb: int | None = 2048,
+                 start_workers: int | None = None) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         self.size = workers or default_workers()
+        # Workers started up front; the rest start when a check finds every worker busy. One
+        # caller checking one pair at a time (``verify()``) then never pays for a second
+        # worker's start (about 2 s on a loaded 2-core machine) nor for warming its caches.
+        self.start_workers = self.size if start_workers is None else max(1, min(start_workers, self.size))
         self.timeout = float(timeout)
         self.memory_mb = memory_mb
         self.stats = {"checks": 0, "timeouts": 0, "crashes": 0, "restarts": 0}
@@ -116,7 +121,7 @@ class CheckerPool:
         with self._lock:
             if not self._closed:
                 return
-            workers = [self._spawn_locked() for _ in range(self.size)]
+            workers = [self._spawn_locked() for _ in range(self.start_workers)]
             self._closed = False
         for w in workers:
             if not w.wait_ready(STARTUP_TIMEOUT):
@@ -163,16 +168,29 @@ class CheckerPool:
         self._idle.put(fresh)  # becomes ready in the background; the next user waits for it
 
     # -- checking ---------------------------------------------------------------------------
+    def _grow(self) -> None:
+        """Start one more worker when fewer than ``size`` exist; it joins the idle queue and
+        serves once ready."""
+        with self._lock:
+            if self._closed or len(self._all) >= self.size:
+                return
+            fresh = self._spawn_locked()
+        self._idle.put(fresh)
+
     def _acquire(self, block: bool) -> _Worker | None:
         while True:
             try:
                 w = self._idle.get(block=block, timeout=0.05 if block else None)
             except queue.Empty:
+                self._grow()  # every worker is busy: start another, up to ``size``
                 if not block:
                     return None
                 if self._closed:
                     raise RuntimeError("math checker pool is closed")
                 continue
+            if not block and not w.wait_ready(0):
+                self._idle.put(w)  # still starting: the checks in flight are not held up for it
+                return None
             if w.wait_ready(STARTUP_TIMEOUT):
                 return w
             self._replace(w, "failed to start")

@@ -173,7 +173,8 @@ def _shared_verifier() -> MathVerifier:
     if _default is None:
         with _default_lock:
             if _default is None:
-                _default = MathVerifier()
+                # One pair per call: a second worker starts only when threads call at once.
+                _default = MathVerifier(start_workers=1)
                 atexit.register(_default.close)
     return _default
 

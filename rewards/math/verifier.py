@@ -50,13 +50,14 @@ class MathVerifier:
     """Decide ``gold`` vs extracted-answer pairs: fast path, cache, then limited workers.
 
     ``timeout`` (seconds) and ``memory_mb`` bound every worker check; ``workers`` defaults to
-    the CPUs available. ``stats`` counts how each pair was decided, and timeouts/crashes.
+    the CPUs available, of which ``start_workers`` (default: all) start with the pool and the
+    rest when every started one is busy. ``stats`` counts how each pair was decided, and timeouts/crashes.
     """
 
     def __init__(self, options: CheckOptions | None = None, timeout: float = 5.0, memory_mb: int | None = 2048,
-                 workers: int | None = None, cache_size: int = 100_000) -> None:
+                 workers: int | None = None, cache_size: int = 100_000, start_workers: int | None = None) -> None:
         self.options = options or CheckOptions()
-        self.pool = CheckerPool(workers=workers, timeout=timeout, memory_mb=memory_mb)
+        self.pool = CheckerPool(workers=workers, timeout=timeout, memory_mb=memory_mb, start_workers=start_workers)
         self.cache = VerdictCache(cache_size)
         self._stats = {"fast": 0, "cached": 0, "worker": 0}
         self._lock = threading.Lock()
