@@ -284,37 +284,74 @@ def logprobs_from_logits(logits: Tensor, tokens: Tensor) -> Tensor:
     return torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
+class _HeadChunk(torch.autograd.Function):
+    """One chunk of :func:`chunked_token_logprobs`: saves the inputs and each row's log-sum-exp,
+    never the ``[c, V]`` logits, and recomputes them once in the backward pass.
+
+    Written out instead of checkpointing autograd's graph because that graph replays the whole
+    forward (the log-sum-exp and the entropy too) and then walks a chain of ``[c, V]``
+    temporaries; here the backward is one matmul, one ``exp`` and the two gradient matmuls.
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, w: Tensor, b: Tensor | None, tok: Tensor, temperature: float,
+                with_entropy: bool) -> tuple[Tensor, Tensor]:
+        low = F.linear(h, w, b)                                    # [c, V], autocast's dtype
+        logits = low.float()
+        if temperature != 1.0:
+            logits = logits / temperature
+        peak = logits.amax(-1, keepdim=True)                       # [c, 1]
+        shifted = logits.sub_(peak)                                # in place: no graph is recorded here
+        e = shifted.exp()                                          # [c, V]
+        z = e.sum(-1)                                              # [c]
+        log_z = z.log()
+        logp = shifted.gather(-1, tok[:, None]).squeeze(-1) - log_z      # [c]
+        # H = log Z − Σ softmax · shifted, one fused dot instead of a p·log p temporary
+        entropy = log_z - torch.linalg.vecdot(e, shifted) / z if with_entropy else logp.new_zeros(0)
+        ctx.save_for_backward(h, w, b, tok, (peak.squeeze(-1) + log_z))
+        ctx.temperature, ctx.low_dtype = temperature, low.dtype
+        ctx.mark_non_differentiable(entropy)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp: Tensor, _grad_entropy: Tensor):
+        h, w, b, tok, lse = ctx.saved_tensors
+        dt, temp = ctx.low_dtype, ctx.temperature
+        # The forward's linear ran in ``dt`` (bf16 under autocast): cast as autocast did.
+        wl, hl = w.to(dt), h.to(dt)
+        logits = F.linear(hl, wl, None if b is None else b.to(dt)).float()
+        if temp != 1.0:
+            logits = logits.div_(temp)
+        # d logp / d logits = onehot(tok) − softmax, times the upstream gradient, over T
+        d = logits.sub_(lse[:, None]).exp_().mul_(-grad_logp[:, None])   # [c, V]
+        d.scatter_add_(-1, tok[:, None], grad_logp[:, None].to(d.dtype))
+        if temp != 1.0:
+            d = d.div_(temp)
+        d = d.to(dt)
+        dh = (d @ wl).to(h.dtype) if ctx.needs_input_grad[0] else None
+        dw = (d.t() @ hl).to(w.dtype) if ctx.needs_input_grad[1] else None
+        db = d.sum(0).to(b.dtype) if b is not None and ctx.needs_input_grad[2] else None
+        return dh, dw, db, None, None, None
+
+
 def chunked_token_logprobs(hidden: Tensor, weight: Tensor, bias: Tensor | None, tokens: Tensor,
                            temperature: float = 1.0, chunk_size: int = 256,
                            with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
     """``log softmax(hidden @ weightᵀ + bias)[token] / T`` per row, never holding all rows' logits.
 
     hidden: [M, H] final hidden states, weight: [V, H] (the LM head), tokens: [M] → logp [M]
-    (differentiable in ``hidden`` and ``weight``) and, with ``with_entropy``, entropy [M]
-    (detached). Rows go through the head ``chunk_size`` at a time; each chunk's fp32 logits
-    ``[chunk, V]`` are recomputed in the backward pass (activation checkpointing) instead of
-    being kept, so memory holds one chunk of logits, not ``M × V``. Values and gradients
-    equal the unchunked computation up to float summation order.
+    (differentiable in ``hidden``, ``weight`` and ``bias``) and, with ``with_entropy``, entropy
+    [M] (detached). Rows go through the head ``chunk_size`` at a time; each chunk's fp32 logits
+    ``[chunk, V]`` are recomputed in the backward pass instead of being kept (:class:`_HeadChunk`),
+    so memory holds one chunk of logits, not ``M × V``. Values and gradients equal the
+    unchunked computation up to float summation order.
     """
-    from torch.utils.checkpoint import checkpoint
-
-    def piece(h: Tensor, w: Tensor, b: Tensor | None, tok: Tensor) -> tuple[Tensor, Tensor]:
-        logits = F.linear(h, w, b).float() / temperature            # [c, V]
-        lse = logits.logsumexp(-1, keepdim=True)                   # [c, 1]
-        logp = (logits.gather(-1, tok[:, None]) - lse).squeeze(-1)  # [c]
-        if not with_entropy:
-            return logp, logp.new_zeros(0)
-        with torch.no_grad():
-            lsm = logits - lse
-            return logp, -(lsm.exp() * lsm).sum(-1)
-
     logps, entropies = [], []
-    needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     for start in range(0, hidden.size(0), chunk_size):
-        args = (hidden[start:start + chunk_size], weight, bias, tokens[start:start + chunk_size])
-        logp, entropy = checkpoint(piece, *args, use_reentrant=False) if needs_grad else piece(*args)
+        part = slice(start, start + chunk_size)
+        logp, entropy = _HeadChunk.apply(hidden[part], weight, bias, tokens[part], temperature, with_entropy)
         logps.append(logp)
-        entropies.append(entropy.detach())
+        entropies.append(entropy)
     empty = hidden.new_zeros(0, dtype=torch.float32)
     logp = torch.cat(logps) if logps else empty
     entropy = (torch.cat(entropies) if entropies else empty) if with_entropy else None

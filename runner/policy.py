@@ -45,6 +45,20 @@ def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tens
     return logits
 
 
+def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One index per row of ``probs`` ``[n, V]`` (rows sum to 1 up to rounding), by inverse CDF.
+
+    ``torch.multinomial`` draws V exponentials per row (40 ms a step for 32 rows of a 49k
+    vocabulary on one CPU thread); the inverse CDF draws one uniform per row. The CDF is summed
+    in float64, and the first index whose CDF exceeds ``u · total`` has positive mass, so a
+    filtered (zero-probability) token is never drawn.
+    """
+    cdf = probs.cumsum(-1, dtype=torch.float64)                                      # [n, V]
+    u = torch.rand((probs.size(0), 1), dtype=torch.float64, device=probs.device, generator=generator)
+    idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)                       # [n, 1]
+    return idx.squeeze(-1).clamp_(max=probs.size(-1) - 1)
+
+
 def resolve_chat_template(setting: bool | str, tokenizer, model_name: str = "the model") -> bool:
     """``model.chat_template``: ``auto`` applies the template when the tokenizer has one
     (a chat model); ``true`` requires one; ``false`` feeds prompts as plain text."""
@@ -232,7 +246,8 @@ class Policy:
                 tok = scaled.argmax(-1)
             else:
                 filtered = _filter_logits(scaled, top_k, top_p)
-                tok = torch.multinomial(filtered.softmax(-1), 1, generator=generator).squeeze(-1)
+                probs = logprobs.exp() if filtered is scaled else filtered.softmax(-1)
+                tok = sample_categorical(probs, generator)
             tokens[active, t] = tok
             logps[active, t] = logprobs.gather(-1, tok[:, None]).squeeze(-1)
             done = torch.isin(tok, eos)

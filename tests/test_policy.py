@@ -181,6 +181,23 @@ def test_sampling_logprobs_match_a_full_forward(kwargs):
     assert (samples.logp[samples.completion_mask == 0] == 0).all()
 
 
+def test_sample_categorical_draws_each_token_at_its_probability_and_never_a_filtered_one():
+    """The inverse-CDF sampler: frequencies match ``probs``; zero-probability tokens (top-k/top-p
+    filtered, including the first and last index) never come out; a generator makes it repeatable."""
+    from rftgym.runner.policy import sample_categorical
+
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.3, 0.2, 0.0],
+                          [0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
+                          [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    n = 40_000
+    draws = sample_categorical(probs.repeat(n, 1), torch.Generator().manual_seed(0)).view(n, 3)
+    freq = torch.stack([torch.bincount(draws[:, r], minlength=6).float() / n for r in range(3)])
+    assert (freq[probs == 0] == 0).all()
+    torch.testing.assert_close(freq, probs, atol=0.01, rtol=0)   # 4 standard errors at n = 40k
+    again = sample_categorical(probs.repeat(n, 1), torch.Generator().manual_seed(0)).view(n, 3)
+    assert torch.equal(draws, again)
+
+
 def _arch_model(model_type: str, **overrides):
     from transformers import AutoConfig, AutoModelForCausalLM
 
