@@ -14,6 +14,7 @@ import torch
 from ..envs.formatting import Conversation, chat_messages
 from ..errors import RftgymError
 from .distributed import DistInfo, any_rank
+from .kv_cache import reserved_cache
 # completion_logprobs and _shared_prompt_logits live in .logprobs; importable from here as before
 from .logprobs import _cache_kwarg, _position_ids, _shared_prompt_logits, causal_lm, completion_logprobs  # noqa: F401
 from .parallel import is_sharded
@@ -223,8 +224,10 @@ class Policy:
         prompt_ids, prompt_mask = encoded if encoded is not None else self.encode_prompts(prompts)  # [B, P]
         B, P = prompt_ids.shape
         N = B * G
+        reserved = reserved_cache(model, P + max_new_tokens)
+        given = {self._cache_arg: reserved} if reserved is not None else {}
         out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=_position_ids(prompt_mask),
-                    use_cache=True, logits_to_keep=1)
+                    use_cache=True, logits_to_keep=1, **given)
         cache = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
         logits = out.logits[:, -1].float()                      # [B, V]
         if G > 1:  # the prompt's prefill is shared by its G completions
