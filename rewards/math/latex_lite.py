@@ -15,6 +15,9 @@ _SIMPLE = {"\\pi": " pi ", "\\cdot": "*", "\\times": "*", "\\infty": " oo ", "\\
 _FUNCS = {"\\sin": "sin", "\\cos": "cos", "\\tan": "tan", "\\ln": "ln", "\\exp": "exp"}
 _COMMAND = re.compile(r"\\[A-Za-z]+|\\[{}]")
 _MIXED_NUMBER = re.compile(r"\d\s*\\frac")
+# A subscript group the plain grammar spells as part of a name: "x_{1}" -> "x_1", "a_{37}" -> "a_37".
+_SUBSCRIPT = re.compile(r"\s*(\d+|[A-Za-z])\s*")
+_NAME_CHAR = re.compile(r"[A-Za-z0-9_]")
 
 
 def _group(text: str, i: int) -> tuple[str, int] | None:
@@ -71,6 +74,15 @@ def latex_to_plain(text: str, depth: int = 0) -> str | None:
                     out.append(f" {_FUNCS[cmd]}({args[0]})" if args else f" {_FUNCS[cmd]}")
             else:
                 return None
+        elif c == "_" and text[i + 1:i + 2] == "{":
+            group = _group(text, i + 1)
+            sub = _SUBSCRIPT.fullmatch(group[0]) if group is not None else None
+            if sub is None or _NAME_CHAR.match(text, group[1]):
+                # "x_{n-1}": latex2sympy2_extended names it from the group's text; "x_{1}2":
+                # the plain spelling "x_12" would run into the next character
+                return None
+            out.append("_" + sub.group(1))
+            i = group[1]
         elif c == "{":
             out.append("(")
             i += 1
