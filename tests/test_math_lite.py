@@ -87,3 +87,34 @@ def test_subscripts_the_restricted_parsers_leave_to_antlr(text) -> None:
         return
     with pytest.raises(ValueError):
         parse_plain(lite)
+
+
+# -- parse trees shared between rftgym's own check and math-verify's second opinion ----------
+_TREE_TEXTS = ["F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}", "V_{1}:V_{2}=11:21", "x \\in [-2,7]", "x^2 + 1 = 0",
+               "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}", "(-\\infty, -3] \\cup [2, \\infty)", "f(x) = 2x + 3"]
+
+
+@pytest.mark.parametrize("text", _TREE_TEXTS)
+def test_a_parsed_tree_is_reused_and_converts_as_a_fresh_parse(text, monkeypatch) -> None:
+    from latex2sympy2_extended.latex2sympy2 import _Latex2Sympy
+
+    monkeypatch.setattr(math_parse, "_TREES", type(math_parse._TREES)())
+    own = SafeLatex2Sympy(config=math_parse.CONVERSION).parse(text)
+    fresh_real = SafeLatex2Sympy(is_real=True, config=math_parse.CONVERSION).parse(text)  # a cached tree
+    monkeypatch.setattr(math_parse, "_TREES", type(math_parse._TREES)())
+    uncached_real = SafeLatex2Sympy(is_real=True, config=math_parse.CONVERSION).parse(text)
+    assert own == SafeLatex2Sympy(config=math_parse.CONVERSION).parse(text)
+    assert fresh_real == uncached_real  # math-verify's options (real symbols) on a reused tree
+
+    def no_antlr(self, latex):
+        raise AssertionError("parsed again")
+    monkeypatch.setattr(_Latex2Sympy, "create_parser", no_antlr)
+    assert SafeLatex2Sympy(config=math_parse.CONVERSION).parse(text) == own
+
+
+def test_a_failed_parse_is_not_remembered(monkeypatch) -> None:
+    monkeypatch.setattr(math_parse, "_TREES", type(math_parse._TREES)())
+    for _ in range(2):
+        with pytest.raises(Exception):
+            SafeLatex2Sympy(config=math_parse.CONVERSION).parse("1 - \\frac{1}{")
+    assert not math_parse._TREES
