@@ -1,8 +1,10 @@
 """Translate the everyday subset of LaTeX into the plain grammar of ``math_plain``.
 
 latex2sympy2_extended's ANTLR runtime is pure Python and costs tens of milliseconds per
-answer; most answers (``\\frac{3}{4}``, ``2\\sqrt{3}``, ``\\{1,2,3\\}``, ``x^{2}+1``) use a
-handful of commands that the restricted plain parser reads in well under a millisecond.
+answer; most answers (``\\frac{3}{4}``, ``2\\sqrt{3}``, ``\\{1,2,3\\}``, ``x^{2}+1``,
+``y_{1}=2x``) use a handful of commands that the restricted plain parser reads in well under
+a millisecond. A subscript group of digits or one letter is spelled into the name
+(``x_{1}`` -> ``x_1``), which ``plain`` names as latex2sympy2_extended does.
 Anything outside that subset — or anything whose meaning could differ between the two
 parsers (mixed numbers ``2\\frac{1}{2}``, ``\\sqrt[3]{}``, functions without parentheses) —
 returns None and goes to latex2sympy2_extended.
