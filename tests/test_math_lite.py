@@ -118,3 +118,12 @@ def test_a_failed_parse_is_not_remembered(monkeypatch) -> None:
         with pytest.raises(Exception):
             SafeLatex2Sympy(config=math_parse.CONVERSION).parse("1 - \\frac{1}{")
     assert not math_parse._TREES
+
+
+def test_only_answer_sized_trees_are_remembered(monkeypatch) -> None:
+    monkeypatch.setattr(math_parse, "_TREES", type(math_parse._TREES)())
+    long_text = "+".join(f"x_{{{i}}}" for i in range(math_parse._TREE_MAX_CHARS // 6 + 1))
+    assert len(long_text) > math_parse._TREE_MAX_CHARS
+    SafeLatex2Sympy(config=math_parse.CONVERSION).parse(long_text)
+    SafeLatex2Sympy(config=math_parse.CONVERSION).parse("x_{12} + 1")
+    assert list(math_parse._TREES) == ["x_{12} + 1"]

@@ -65,6 +65,9 @@ class _RaiseSll(ErrorListener):
 # own check has just parsed: a string that needs full-LL prediction costs 0.1-0.4 s each time
 # (LL results are not kept in ANTLR's DFA cache). The converters only read the trees.
 _TREE_CACHE_SIZE = 256
+# A tree holds about 1.4 kB per input character: only answer-sized texts are kept, so the
+# cache stays near 100 MB at worst under the worker's memory cap.
+_TREE_MAX_CHARS = 300
 _TREES: "OrderedDict[str, Any]" = OrderedDict()
 _TREES_LOCK = threading.Lock()
 
@@ -87,6 +90,8 @@ class _Parsing:
 
     def math(self) -> Any:
         tree = self.parser.math()
+        if len(self.text) > _TREE_MAX_CHARS:
+            return tree
         with _TREES_LOCK:
             _TREES[self.text] = tree
             while len(_TREES) > _TREE_CACHE_SIZE:
