@@ -17,6 +17,7 @@ from latex2sympy2_extended.latex2sympy2 import _Latex2Sympy
 from rftgym.rewards.math import reward as math_reward
 from rftgym.rewards.math.check import CheckOptions, check_parsed
 from rftgym.rewards.math.equiv import Context, _counters, _random_point, _shape, equivalent
+from rftgym.rewards.math import parse as math_parse
 from rftgym.rewards.math.parse import CONVERSION, SafeLatex2Sympy, parse_answer
 from rftgym.rewards.math.pool import CheckerPool
 
@@ -32,6 +33,9 @@ class _LLOnly(SafeLatex2Sympy):
 
     def parse(self, latex_str):
         return _Latex2Sympy.parse(self, latex_str)
+
+    def create_parser(self, latex_str):  # a fresh LL parse: neither SLL nor a remembered tree
+        return _Latex2Sympy.create_parser(self, latex_str)
 
 
 class _CountingParser(SafeLatex2Sympy):
@@ -50,7 +54,8 @@ def test_sll_first_parse_gives_the_ll_tree(text) -> None:
         sympy.srepr(_LLOnly(config=CONVERSION).parse(text))
 
 
-def test_sll_first_falls_back_to_ll_only_on_a_syntax_error() -> None:
+def test_sll_first_falls_back_to_ll_only_on_a_syntax_error(monkeypatch) -> None:
+    monkeypatch.setattr(math_parse, "_TREES", type(math_parse._TREES)())  # no tree remembered from other tests
     simple = _CountingParser(config=CONVERSION)
     simple.parse("\\frac{1}{2}")
     assert simple.modes == ["SLL"]

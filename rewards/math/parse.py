@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import sympy
@@ -58,6 +60,45 @@ class _RaiseSll(ErrorListener):
         raise _SllSyntaxError(msg)
 
 
+# Parse trees by LaTeX string. The tree depends on the text alone (not on the converter's
+# options), and math-verify's second opinion, asked in the same worker, parses strings rftgym's
+# own check has just parsed: a string that needs full-LL prediction costs 0.1-0.4 s each time
+# (LL results are not kept in ANTLR's DFA cache). The converters only read the trees.
+_TREE_CACHE_SIZE = 256
+# A tree holds about 1.4 kB per input character: only answer-sized texts are kept, so the
+# cache stays near 100 MB at worst under the worker's memory cap.
+_TREE_MAX_CHARS = 300
+_TREES: "OrderedDict[str, Any]" = OrderedDict()
+_TREES_LOCK = threading.Lock()
+
+
+class _Parsed:
+    """Stands in for a parser whose ``math()`` tree is already known."""
+
+    def __init__(self, tree: Any) -> None:
+        self.tree = tree
+
+    def math(self) -> Any:
+        return self.tree
+
+
+class _Parsing:
+    """A parser whose ``math()`` tree, once built without error, is remembered for its text."""
+
+    def __init__(self, parser: Any, text: str) -> None:
+        self.parser, self.text = parser, text
+
+    def math(self) -> Any:
+        tree = self.parser.math()
+        if len(self.text) > _TREE_MAX_CHARS:
+            return tree
+        with _TREES_LOCK:
+            _TREES[self.text] = tree
+            while len(_TREES) > _TREE_CACHE_SIZE:
+                _TREES.popitem(last=False)
+        return tree
+
+
 class SafeLatex2Sympy(_Latex2Sympy):
     """latex2sympy2_extended's converter with number tokens read by ``safe_number``, and ANTLR's
     two-stage parsing: SLL prediction first, full LL only where SLL reports a syntax error.
@@ -74,12 +115,16 @@ class SafeLatex2Sympy(_Latex2Sympy):
         return safe_number(text)
 
     def create_parser(self, latex_str: str) -> Any:  # noqa: D102 - see class docstring
+        with _TREES_LOCK:
+            tree = _TREES.get(latex_str)
+        if tree is not None:
+            return _Parsed(tree)
         parser = super().create_parser(latex_str)
         if self._sll:
             parser._interp.predictionMode = PredictionMode.SLL
             parser.removeErrorListeners()
             parser.addErrorListener(_RaiseSll())
-        return parser
+        return _Parsing(parser, latex_str)
 
     def parse(self, latex_str: str) -> Any:  # noqa: D102 - see class docstring
         if comma_number_regex.match(latex_str):

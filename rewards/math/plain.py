@@ -29,6 +29,19 @@ _CONSTANTS: dict[str, Any] = {"pi": sympy.pi, "e": sympy.E, "oo": sympy.oo, "inf
                               "infinity": sympy.oo, "infty": sympy.oo}
 
 
+# One letter with a subscript of digits or one letter: "x_1", "a_12", "F_n". Named as
+# latex2sympy2_extended names ``x_{1}``/``a_{12}``/``F_{n}`` (lower case; braces kept only
+# around a subscript of two characters or more), so both parsers give the same Symbol.
+# e, E (Euler's number) and I (the imaginary unit) take no subscript there: left to it.
+_SUBSCRIPTED = re.compile(r"([A-DF-HJ-Za-df-z])_(\d+|[A-Za-z])")
+
+
+def subscripted_name(base: str, subscript: str) -> str:
+    """latex2sympy2_extended's Symbol name for ``base_{subscript}``."""
+    sub = subscript.lower()
+    return f"{base.lower()}_{sub}" if len(sub) == 1 else f"{base.lower()}_{{{sub}}}"
+
+
 class PlainParseError(ValueError):
     """The text is not in the plain-math grammar."""
 
@@ -178,6 +191,9 @@ class _Parser:
                 return _FUNCTIONS[low](arg)
             if low in _CONSTANTS:
                 return _CONSTANTS[low]
+            sub = _SUBSCRIPTED.fullmatch(text)
+            if sub is not None and not self.at("("):  # "f_1(x)" is a function there: not read here
+                return sympy.Symbol(subscripted_name(sub.group(1), sub.group(2)))
             if len(text) > 1 and not text.isalpha():
                 raise PlainParseError(f"unknown name {text!r}")
             if len(text) > 3:
