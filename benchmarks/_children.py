@@ -41,7 +41,8 @@ def run_rftgym(work: Workload, model_dir: str, data_file: str) -> dict:
     torch.set_num_threads(work.threads)
     out = tempfile.mkdtemp(prefix="rftgym-bench-")
     config = build_config({
-        "model": {"name_or_path": model_dir},
+        # Pinned off: TRL runs without it below (identical arithmetic); ``auto`` would turn it on at 100M+.
+        "model": {"name_or_path": model_dir, "gradient_checkpointing": False},
         "env": {"id": "rftgym/PromptDataset-v0", "eval_kwargs": {},
                 "kwargs": {"data_files": data_file, "prompt_column": "prompt", "order": "sequential"}},
         "rewards": [{"name": "math"}],

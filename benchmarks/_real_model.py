@@ -40,7 +40,8 @@ def convert_model(name: str, out: Path) -> dict:
     from rftgym.runner.models import load_policy, save_pretrained_model
 
     t0 = time.perf_counter()
-    model, tokenizer = load_policy(ModelConfig(name_or_path=name))
+    # No checkpointing: it would save ``use_cache: false`` into the folder both children load.
+    model, tokenizer = load_policy(ModelConfig(name_or_path=name, gradient_checkpointing=False))
     save_pretrained_model(model, out)
     tokenizer.save_pretrained(out)
     return {"model": name, "parameters": sum(p.numel() for p in model.parameters()),

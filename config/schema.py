@@ -38,8 +38,8 @@ class ModelConfig:
     """Weights dtype; ``auto`` keeps fp32 master weights (bf16 autocast is chosen by ``train.precision``)."""
     trust_remote_code: bool = False
     """Allow a hub model's own Python code to run (off unless you trust the model's author)."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass to save memory."""
+    gradient_checkpointing: bool | Literal["auto"] = "auto"
+    """Recompute each layer's activations in the backward pass instead of keeping them (less memory, a little more time); ``auto``: on for models of 100M parameters or more (TRL's default is on), off for smaller ones."""
     critic: str | None = None
     """Backbone of the critic for algorithms that need one; default: a copy of the policy's backbone."""
     chat_template: bool | Literal["auto"] = "auto"

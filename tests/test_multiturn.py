@@ -96,6 +96,11 @@ def test_gradients_on_env_positions_are_exactly_zero(model_dir, ids, algo):
     values_leaf = torch.randn(r.completion_ids.shape, requires_grad=True)
     r.values = values_leaf.detach() * r.completion_mask
     algorithm.advantages(r)
+    if algo != "ppo":
+        # A group whose G episodes tied has zero advantages (and so zero gradient everywhere):
+        # give every policy token a non-zero advantage, so only the env positions may be zero.
+        r.advantages = (torch.rand(r.completion_ids.shape, generator=torch.Generator().manual_seed(0)) + 0.5) \
+            * r.completion_mask
     captured = {}
     head = policy.model.get_output_embeddings()
     hook = head.register_forward_hook(lambda m, i, out: captured.__setitem__("logits", out))

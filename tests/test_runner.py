@@ -216,7 +216,7 @@ def test_out_of_memory_is_one_clear_error_naming_the_step(assets, tmp_path, monk
         rftgym.train(run_config(model_dir, data, tmp_path / "run", **{"eval.every": 0}))
 
 
-def test_gradient_checkpointing_really_checkpoints(assets, tmp_path, monkeypatch):
+def _count_checkpoints(monkeypatch) -> list:
     import transformers.modeling_utils as mu
 
     calls = []
@@ -227,10 +227,35 @@ def test_gradient_checkpointing_really_checkpoints(assets, tmp_path, monkeypatch
         return original(*args, **kwargs)
 
     monkeypatch.setattr(mu, "checkpoint", counting)  # bound when checkpointing is enabled
+    return calls
+
+
+def test_gradient_checkpointing_really_checkpoints(assets, tmp_path, monkeypatch):
+    calls = _count_checkpoints(monkeypatch)
     model_dir, data = assets
     rftgym.train(run_config(model_dir, data, tmp_path / "run", **{"model.gradient_checkpointing": True,
                                                                   "train.max_steps": 1, "eval.every": 0}))
     assert calls, "model.gradient_checkpointing=true ran no checkpointed layer"
+
+
+@pytest.mark.parametrize("threshold, expected", [(None, False), (1, True)])
+def test_gradient_checkpointing_auto_follows_the_model_size(assets, tmp_path, monkeypatch, threshold, expected):
+    """``auto`` (the default) checkpoints models from CHECKPOINT_FROM_PARAMS parameters up: the
+    test model is far below 100M (not checkpointed) and above a threshold of 1 (checkpointed);
+    the saved model keeps ``use_cache`` on."""
+    import json
+
+    from rftgym.config import ModelConfig
+    from rftgym.runner import models
+
+    assert ModelConfig().gradient_checkpointing == "auto"
+    if threshold is not None:
+        monkeypatch.setattr(models, "CHECKPOINT_FROM_PARAMS", threshold)
+    calls = _count_checkpoints(monkeypatch)
+    model_dir, data = assets
+    rftgym.train(run_config(model_dir, data, tmp_path / "run", **{"train.max_steps": 1, "eval.every": 0}))
+    assert bool(calls) is expected
+    assert json.loads((tmp_path / "run" / "final" / "config.json").read_text()).get("use_cache", True) is True
 
 
 def test_logged_entropy_is_the_token_mean_entropy(assets, tmp_path):
