@@ -116,6 +116,7 @@ def load_policy(cfg: ModelConfig):
         # transformers 5 renamed it (the old name warns); older releases only have the old one
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         enable()  # config.use_cache stays as it was: final/ keeps generating with a cache
+        trim_between_layers(model)
     return model, tokenizer
 
 
@@ -130,6 +131,34 @@ def wants_checkpointing(setting: bool | str, model: torch.nn.Module) -> bool:
     if setting == "auto":
         return sum(p.numel() for p in model.parameters()) >= CHECKPOINT_FROM_PARAMS
     return bool(setting)
+
+
+def trim_between_layers(model: torch.nn.Module) -> int:
+    """Hand freed host memory back after each decoder layer's training forward and backward.
+
+    Under checkpointing, each layer's activations are built, dropped, and rebuilt in the
+    backward; glibc keeps those pages in its heap, where the next layer's differently sized
+    tensors fit them badly, so the resident size grows with the freed pages, not the live ones
+    (LoRA r=16 on SmolLM2-135M, whole batch: 2.93 GiB peak with 0.7 GiB live). Returning them
+    layer by layer measured 2.50 GiB. Only training forwards with gradients trim (sampling and
+    reference forwards are untouched). Returns the number of layers hooked.
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    from .device import release_host_memory
+
+    def after_forward(module: torch.nn.Module, _args, _out) -> None:
+        if module.training and torch.is_grad_enabled():
+            release_host_memory()
+
+    def after_backward(_module: torch.nn.Module, _grad_in, _grad_out) -> None:
+        release_host_memory()
+
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    for layer in layers:
+        layer.register_forward_hook(after_forward)
+        layer.register_full_backward_hook(after_backward)
+    return len(layers)
 
 
 def _gguf_error(name: str, exc: BaseException) -> RftgymError:

@@ -32,3 +32,30 @@ def test_freed_host_memory_goes_back_to_the_os_between_phases():
     after = _rss_mb() - base
     assert grown > 150
     assert after < 0.25 * grown, (grown, retained, after)
+
+
+def test_checkpointed_layers_trim_after_their_training_forward_and_backward(monkeypatch):
+    """With checkpointing on, each decoder layer hands freed pages back after its training forward
+    and its backward; sampling-style forwards (eval, no grad) do not pay for it."""
+    from rftgym.config import ModelConfig
+    from rftgym.runner import device, models
+
+    monkeypatch.setattr(models, "CHECKPOINT_FROM_PARAMS", 1)   # auto: the tiny model checkpoints
+    model, _ = models.load_policy(ModelConfig())
+    calls = []
+    monkeypatch.setattr(device, "_MALLOC_TRIM", lambda pad: calls.append(pad))
+    layers = model.config.num_hidden_layers
+    ids = torch.tensor([[5, 6, 7, 8]])
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=ids)
+    assert calls == []
+    model.train()
+    model(input_ids=ids).logits.sum().backward()
+    assert len(calls) == 2 * layers, calls   # one after each layer's forward, one after its backward
+    calls.clear()
+    monkeypatch.setattr(models, "CHECKPOINT_FROM_PARAMS", 10**12)  # auto: not checkpointed, no hooks
+    plain, _ = models.load_policy(ModelConfig())
+    plain.train()
+    plain(input_ids=ids).logits.sum().backward()
+    assert calls == []
