@@ -31,7 +31,7 @@ class ReservedLayer(DynamicLayer):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         n = key_states.shape[-2]
-        if self._k is None or self._len + n > self._k.shape[-2] or self._k.shape[0] != key_states.shape[0]:
+        if self._k is None or self._len + n > self._k.shape[-2]:
             self._reserve(key_states, value_states, max(self.capacity, self._len + n))
         self._k[..., self._len:self._len + n, :] = key_states
         self._v[..., self._len:self._len + n, :] = value_states
